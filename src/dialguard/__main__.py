@@ -1,0 +1,5 @@
+import sys
+
+from dialguard.cli import main
+
+sys.exit(main())

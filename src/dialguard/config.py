@@ -1,0 +1,265 @@
+"""Typed settings: defaults < TOML file < DIALGUARD_<SECTION>_<KEY> environment < command-line flags.
+
+Validated once at start: an unknown key or a bad value stops start-up with a message naming the key.
+Secrets are wrapped so that neither ``repr`` nor a log line can show them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+ENV_PREFIX = "DIALGUARD_"
+CONFIG_ENV = "DIALGUARD_CONFIG"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that never shows itself: repr and str print stars."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    dsn: Secret | None = None  # none: the embedded PostgreSQL in data_dir
+    data_dir: Path = Path("data")
+    pool_size: int = 10
+    command_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgiSettings:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    # FastAGI has no authentication in its protocol: only these peers may connect.
+    allow: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    read_timeout: float = 5.0
+    session_timeout: float = 120.0
+    max_line_bytes: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "dialguard"
+    secret: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NumbersSettings:
+    default_region: str = "US"
+    dial_prefix: str = "9"  # the PBX's outside-line digit, stripped when the number needs it gone
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignsSettings:
+    default: str = "default"  # used when a check names no campaign
+    default_purpose: str = "marketing"  # purpose of the default campaign when it is first created
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    fact_timeout: float = 2.0  # reading the facts of one call; past it the call is blocked
+    writer: str = ""  # name of this gateway in the decision chain; empty: hostname and pid
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    mask_numbers: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RulesSettings:
+    pack_dir: Path | None = None  # none: the packs shipped with dialguard
+    shadow_pack_dir: Path | None = None  # candidate packs evaluated beside the enforced ones
+    # Free-form administrator overrides, validated by the rule loader (see docs/rules.md).
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: DatabaseSettings = DatabaseSettings()
+    agi: AgiSettings = AgiSettings()
+    http: HttpSettings = HttpSettings()
+    ami: AmiSettings = AmiSettings()
+    numbers: NumbersSettings = NumbersSettings()
+    campaigns: CampaignsSettings = CampaignsSettings()
+    gate: GateSettings = GateSettings()
+    log: LogSettings = LogSettings()
+    rules: RulesSettings = RulesSettings()
+
+
+_SECTIONS: dict[str, Any] = get_type_hints(Settings)
+
+
+def _coerce(key: str, hint: Any, raw: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's type, or say why not."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if raw is None or raw == "":
+            return None
+        return _coerce(key, options[0], raw)
+    try:
+        if hint is Secret:
+            return Secret(str(raw))
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if hint is str:
+            if not isinstance(raw, str | int):
+                raise ValueError("expected text")
+            return str(raw)
+        if hint is Path:
+            return Path(str(raw)).expanduser()
+        if origin is tuple:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(ipaddress.ip_network(str(i).strip(), strict=False) for i in items if str(i).strip())
+        if origin is dict:
+            if not isinstance(raw, dict):
+                raise ValueError("expected a table")
+            return raw
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{key}: bad value {_show(key, raw)}: {exc}") from None
+    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # a programming error, caught by tests
+
+
+def _show(key: str, raw: Any) -> str:
+    secret_words = ("secret", "password", "dsn", "key", "token")
+    return "(hidden)" if any(w in key for w in secret_words) else repr(raw)
+
+
+def _apply(section_name: str, current: Any, values: Mapping[str, Any], origin: str) -> Any:
+    hints = get_type_hints(type(current))
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        dotted = f"{section_name}.{key}"
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"{origin}: unknown key {dotted!r} (known keys in [{section_name}]: {known})")
+        changes[key] = _coerce(dotted, hints[key], raw)
+    return dataclasses.replace(current, **changes)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section in _SECTIONS:
+            if rest.startswith(section + "_"):
+                out.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+        # Variables of no known section (e.g. DIALGUARD_TEST_DSN, read by the tests) are not ours.
+    return out
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the settings; ``path`` falls back to $DIALGUARD_CONFIG, and no file at all is fine."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    if path is None and env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                layers.append((str(path), tomllib.load(fh)))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    layers.append(("environment", _from_env(env)))
+    layers.append(("command line", flags or {}))
+    for origin, data in layers:
+        for section_name, values in data.items():
+            if section_name not in _SECTIONS:
+                raise ConfigError(
+                    f"{origin}: unknown section [{section_name}] (known: {', '.join(_SECTIONS)})"
+                )
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{origin}: [{section_name}] must be a table of keys")
+            current = getattr(settings, section_name)
+            settings = dataclasses.replace(
+                settings, **{section_name: _apply(section_name, current, values, origin)}
+            )
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for key, port in (("agi.port", s.agi.port), ("http.port", s.http.port), ("ami.port", s.ami.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{key}: {port} is not a TCP port (0-65535)")
+    for key, seconds in (
+        ("agi.read_timeout", s.agi.read_timeout),
+        ("agi.session_timeout", s.agi.session_timeout),
+        ("gate.fact_timeout", s.gate.fact_timeout),
+        ("database.command_timeout", s.database.command_timeout),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
+    if s.database.pool_size < 1:
+        raise ConfigError("database.pool_size: must be at least 1")
+    if len(s.numbers.default_region) != 2 or not s.numbers.default_region.isalpha():
+        raise ConfigError(
+            f"numbers.default_region: {s.numbers.default_region!r} is not a two-letter country code"
+        )
+    if not s.numbers.dial_prefix.isdigit() and s.numbers.dial_prefix != "":
+        raise ConfigError("numbers.dial_prefix: digits only, or empty to disable")
+    purposes = ("marketing", "informational", "debt_collection", "survey")
+    if s.campaigns.default_purpose not in purposes:
+        raise ConfigError(f"campaigns.default_purpose: one of {', '.join(purposes)}")
+    if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log.level: one of DEBUG, INFO, WARNING, ERROR")
