@@ -1,0 +1,183 @@
+"""What a dialplan passes, turned into E.164 with its region, time zones and line type — or a clear no.
+
+>>> parse_number("+48 601 234 567").e164
+'+48601234567'
+>>> parse_number("9 1 (212) 555-1234").subdivision
+'US-NY'
+>>> parse_number("12").reason
+'too short to be a phone number'
+
+The daemon never loads phonenumbers' geocoder (about 100 MB resident); the US state or Canadian
+province of an area code comes from ``data/nanp_area_codes.json``, made by ``tools/make_area_codes.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+
+import phonenumbers
+from phonenumbers import PhoneNumberType, timezone
+
+MAX_INPUT_CHARS = 40  # the longest E.164 number is 15 digits; anything far beyond is not a number
+ALLOWED = re.compile(r"[0-9+\-\s().\/]+")
+UNKNOWN_ZONE = "Etc/Unknown"
+
+
+class LineType(StrEnum):
+    MOBILE = "mobile"
+    FIXED_LINE = "fixed_line"
+    FIXED_LINE_OR_MOBILE = "fixed_line_or_mobile"  # every US/CA number: the plan does not tell them apart
+    TOLL_FREE = "toll_free"
+    PREMIUM_RATE = "premium_rate"
+    SHARED_COST = "shared_cost"
+    VOIP = "voip"
+    PERSONAL_NUMBER = "personal_number"
+    PAGER = "pager"
+    UAN = "uan"
+    VOICEMAIL = "voicemail"
+    UNKNOWN = "unknown"
+
+
+_LINE_TYPES = {
+    PhoneNumberType.MOBILE: LineType.MOBILE,
+    PhoneNumberType.FIXED_LINE: LineType.FIXED_LINE,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: LineType.FIXED_LINE_OR_MOBILE,
+    PhoneNumberType.TOLL_FREE: LineType.TOLL_FREE,
+    PhoneNumberType.PREMIUM_RATE: LineType.PREMIUM_RATE,
+    PhoneNumberType.SHARED_COST: LineType.SHARED_COST,
+    PhoneNumberType.VOIP: LineType.VOIP,
+    PhoneNumberType.PERSONAL_NUMBER: LineType.PERSONAL_NUMBER,
+    PhoneNumberType.PAGER: LineType.PAGER,
+    PhoneNumberType.UAN: LineType.UAN,
+    PhoneNumberType.VOICEMAIL: LineType.VOICEMAIL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NumberFacts:
+    e164: str
+    country_code: int
+    region: str  # ISO 3166 alpha-2 ("US", "PL", "GG"), or "001" for non-geographic numbers
+    subdivision: str | None  # "US-TX", "CA-ON" from the area code; None elsewhere
+    time_zones: tuple[str, ...]  # empty when the numbering plan does not say
+    line_type: LineType
+
+    @property
+    def possibly_mobile(self) -> bool:
+        """Mobile, or a plan (NANP) where fixed and mobile share ranges: treat as mobile unless told."""
+        return self.line_type in (LineType.MOBILE, LineType.FIXED_LINE_OR_MOBILE, LineType.UNKNOWN)
+
+    def masked(self) -> str:
+        """For logs: country code and last two digits only."""
+        return f"+{self.country_code}…{self.e164[-2:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidNumber:
+    raw: str
+    reason: str
+
+
+def parse_number(
+    raw: str, *, default_region: str = "US", dial_prefix: str = "9"
+) -> NumberFacts | InvalidNumber:
+    """Parse what a dialplan or a CSV row holds into :class:`NumberFacts`, or say why it is not a number.
+
+    Accepts ``+48 601 234 567``, ``0048…`` and ``011…`` (international access codes), national format
+    in ``default_region``, and a leading outside-line ``dial_prefix`` (stripped only when the number
+    is not valid with it).
+    """
+    text = raw.strip()
+    if not text:
+        return InvalidNumber(raw, "empty")
+    if len(text) > MAX_INPUT_CHARS:
+        return InvalidNumber(raw[:MAX_INPUT_CHARS] + "…", f"longer than {MAX_INPUT_CHARS} characters")
+    if not ALLOWED.fullmatch(text):
+        return InvalidNumber(raw, "holds characters other than digits, +, spaces, dashes, dots, parentheses")
+    plus = text.startswith("+")
+    digits = re.sub(r"\D", "", text)
+    if "+" in text[1:]:
+        return InvalidNumber(raw, "a + may only lead the number")
+    if len(digits) < 3:
+        return InvalidNumber(raw, "too short to be a phone number")
+    if plus:
+        candidates = ["+" + digits]
+    else:
+        candidates = [digits]
+        if digits.startswith("00"):
+            candidates.append("+" + digits[2:])  # the international prefix most of the world uses
+        if dial_prefix and digits.startswith(dial_prefix) and len(digits) > len(dial_prefix) + 2:
+            rest = digits[len(dial_prefix) :]
+            candidates.append(rest)
+            if rest.startswith("00"):
+                candidates.append("+" + rest[2:])
+    why = "not a valid number"
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, default_region)
+        except phonenumbers.NumberParseException as exc:
+            why = _parse_error(exc)
+            continue
+        if phonenumbers.is_valid_number(number):
+            return _facts(number)
+        why = _invalid_reason(number, default_region)
+    return InvalidNumber(raw, why)
+
+
+def _parse_error(exc: phonenumbers.NumberParseException) -> str:
+    return {
+        phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+        phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+        phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+        phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short to be a phone number",
+        phonenumbers.NumberParseException.TOO_LONG: "too long to be a phone number",
+    }.get(exc.error_type, "not a phone number")
+
+
+def _invalid_reason(number: phonenumbers.PhoneNumber, default_region: str) -> str:
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    where = f"+{number.country_code} ({region})" if region != "ZZ" else f"+{number.country_code}"
+    return {
+        phonenumbers.ValidationResult.TOO_SHORT: f"too short for {where}",
+        phonenumbers.ValidationResult.TOO_LONG: f"too long for {where}",
+        phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+        phonenumbers.ValidationResult.INVALID_LENGTH: f"wrong length for {where}",
+    }.get(
+        possible, f"not an assigned number range in {where} (national numbers are read as {default_region})"
+    )
+
+
+def _facts(number: phonenumbers.PhoneNumber) -> NumberFacts:
+    region = phonenumbers.region_code_for_number(number) or "ZZ"
+    zones = tuple(z for z in timezone.time_zones_for_number(number) if z != UNKNOWN_ZONE)
+    national = str(number.national_number)
+    subdivision = None
+    if number.country_code == 1 and len(national) == 10:
+        subdivision = _nanp()["area_codes"].get(national[:3])
+    return NumberFacts(
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        country_code=number.country_code or 0,
+        region=region,
+        subdivision=subdivision,
+        time_zones=zones,
+        line_type=_LINE_TYPES.get(phonenumbers.number_type(number), LineType.UNKNOWN),
+    )
+
+
+@cache
+def _nanp() -> dict[str, dict[str, str]]:
+    data = resources.files("dialguard").joinpath("data/nanp_area_codes.json").read_text()
+    loaded: dict[str, dict[str, str]] = json.loads(data)
+    return loaded
+
+
+def zones_for_subdivision(subdivision: str) -> tuple[str, ...]:
+    """Time zones a US state or Canadian province spans (``US-TX`` → Chicago, Denver); () if unknown."""
+    zones: dict[str, list[str]] = _nanp()["zones"]  # type: ignore[assignment]
+    return tuple(zones.get(subdivision.upper(), ()))
