@@ -1,0 +1,49 @@
+"""The decision engine: run every check, fold the reasons into one verdict. Pure: no I/O, no asyncio.
+
+>>> # evaluate(facts, rules) -> Decision(verdict=BLOCK, reasons=(...), next_callable_at=...)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dialguard.numbers import InvalidNumber
+from dialguard.policy.checks import check_campaign, check_consent, check_dnc, check_number
+from dialguard.policy.frequency import check_frequency
+from dialguard.policy.hours import check_hours, next_allowed
+from dialguard.policy.model import CallFacts, Decision, EffectiveRules, Purpose, Reason, Verdict
+from dialguard.policy.roaming import check_roaming
+
+# An unknown campaign is judged as the strictest purpose, so its evidence is still complete.
+STRICTEST_PURPOSE = Purpose.MARKETING
+
+
+def evaluate(facts: CallFacts, rules: EffectiveRules | None) -> Decision:
+    """Judge one call. ``rules`` may be None only for an invalid number (nothing else can be judged)."""
+    number_reason = check_number(facts.number)
+    if isinstance(facts.number, InvalidNumber) or rules is None:
+        return Decision(Verdict.BLOCK, (number_reason,))
+    purpose = facts.campaign.purpose if facts.campaign else STRICTEST_PURPOSE
+    reasons: list[Reason] = [number_reason]
+    if (unknown := check_campaign(facts)) is not None:
+        reasons.append(unknown)
+    reasons += [
+        check_dnc(facts),
+        check_consent(facts, rules, purpose),
+        check_hours(rules, facts.now),
+        check_frequency(facts, rules, purpose),
+        check_roaming(facts, rules, purpose),
+    ]
+    failed = [r for r in reasons if not r.passed]
+    if not failed:
+        return Decision(Verdict.ALLOW, tuple(reasons))
+    return Decision(Verdict.BLOCK, tuple(reasons), _next_callable(failed, rules))
+
+
+def _next_callable(failed: list[Reason], rules: EffectiveRules) -> datetime | None:
+    """When every failure is cured by waiting, the first instant all of them are, inside the hours."""
+    waits = [r.retry_after for r in failed]
+    if any(w is None for w in waits):
+        return None
+    latest = max(w for w in waits if w is not None)
+    return next_allowed(rules, latest)

@@ -1,0 +1,131 @@
+"""Calling hours in the callee's local time, holidays included, across every zone the number may be in.
+
+A call is inside the window only if it is inside it in *every* candidate zone and for *every* rule layer
+(national, subdivision, the administrator's): that is how the stricter rule wins. When it is not, the
+earliest instant at which it would be is searched among the window openings, which are the only places
+the allowed set can begin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_lib
+
+from dialguard.policy.model import CallingHours, Detail, EffectiveRules, Reason
+
+# How far ahead next_callable_at is searched: long enough for a holiday weekend plus a Sunday ban.
+SEARCH_DAYS = 14
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=256)
+def _calendar(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    cal = holidays_lib.country_holidays(country, subdiv=subdivision, years=year)
+    return frozenset(cal.keys())
+
+
+def holiday_name(hours: CallingHours, day: date) -> str | None:
+    if day in hours.extra_holidays:
+        return "listed in rule pack"
+    if hours.holiday_country is None:
+        return None
+    if day in _calendar(hours.holiday_country, hours.holiday_subdivision, day.year):
+        cal = holidays_lib.country_holidays(
+            hours.holiday_country, subdiv=hours.holiday_subdivision, years=day.year
+        )
+        return str(cal.get(day))
+    return None
+
+
+def _allowed_in(hours: CallingHours, local: datetime) -> bool:
+    is_holiday = holiday_name(hours, local.date()) is not None
+    return any(w.contains(local.time()) for w in hours.windows_on(local.date(), is_holiday))
+
+
+def allowed_at(rules: EffectiveRules, instant: datetime) -> bool:
+    """True when every layer's window holds in every candidate zone at ``instant``."""
+    for layer in rules.layers:
+        if layer.calling_hours is None:
+            continue
+        for zone in rules.zones:
+            if not _allowed_in(layer.calling_hours, instant.astimezone(_zone(zone))):
+                return False
+    return True
+
+
+def _openings(rules: EffectiveRules, after: datetime) -> Iterator[datetime]:
+    """Every window start, in every zone and layer, from the day before ``after`` on, in UTC."""
+    for layer in rules.layers:
+        hours = layer.calling_hours
+        if hours is None:
+            continue
+        for zone_name in rules.zones:
+            zone = _zone(zone_name)
+            first = after.astimezone(zone).date() - timedelta(days=1)
+            for offset in range(SEARCH_DAYS + 2):
+                day = first + timedelta(days=offset)
+                is_holiday = holiday_name(hours, day) is not None
+                for window in hours.windows_on(day, is_holiday):
+                    # Round-trip through UTC so a start inside a DST gap lands on a real instant.
+                    local = datetime.combine(day, window.start, tzinfo=zone)
+                    yield local.astimezone(UTC)
+                # Midnight is an opening too when a window runs to 24:00 into a new day's window.
+                yield datetime.combine(day, datetime.min.time(), tzinfo=zone).astimezone(UTC)
+
+
+def next_allowed(rules: EffectiveRules, not_before: datetime) -> datetime | None:
+    """The earliest instant at or after ``not_before`` that is inside every window, or None."""
+    if allowed_at(rules, not_before):
+        return not_before
+    horizon = not_before + timedelta(days=SEARCH_DAYS)
+    for candidate in sorted({t for t in _openings(rules, not_before) if not_before < t <= horizon}):
+        if allowed_at(rules, candidate):
+            return candidate
+    return None
+
+
+def check_hours(rules: EffectiveRules, now: datetime) -> Reason:
+    layers = [layer for layer in rules.layers if layer.calling_hours is not None]
+    local_times: Detail = {z: now.astimezone(_zone(z)).isoformat() for z in rules.zones}
+    detail: Detail = {
+        "zones": list(rules.zones),
+        "local_times": local_times,
+        "layers": [layer.key for layer in layers],
+    }
+    if rules.zone_note:
+        detail["zone_note"] = rules.zone_note
+    if not layers:
+        return Reason("hours.within_window", True, {**detail, "note": "no calling-hours rule applies"})
+    if not rules.zones:
+        return Reason("hours.outside_window", False, {**detail, "why": "no time zone known for this number"})
+    for layer in layers:
+        hours = layer.calling_hours
+        assert hours is not None
+        for zone in rules.zones:
+            local = now.astimezone(_zone(zone))
+            if _allowed_in(hours, local):
+                continue
+            holiday = holiday_name(hours, local.date())
+            windows = hours.windows_on(local.date(), holiday is not None)
+            fail: Detail = {
+                **detail,
+                "failed_layer": layer.key,
+                "failed_zone": zone,
+                "local_time": local.isoformat(),
+                "windows": [w.label() for w in windows],
+                "source": hours.source.as_detail(),
+            }
+            code = "hours.outside_window"
+            if holiday is not None and hours.holidays is not None:
+                code = "hours.holiday"
+                fail["holiday"] = holiday
+            return Reason(code, False, fail, retry_after=next_allowed(rules, now))
+    return Reason("hours.within_window", True, detail)

@@ -1,0 +1,234 @@
+"""The policy's vocabulary: facts in, rules in, a decision out. Plain frozen data, no I/O.
+
+A decision is a value, never an exception: every check returns a :class:`Reason`, passed or failed,
+with its evidence, and the engine folds them into a :class:`Decision`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import TypeAlias
+
+from dialguard.numbers import InvalidNumber, NumberFacts
+
+# Sequence and Mapping (not list and dict) so that a list[str] is a JsonValue too: they are covariant.
+JsonValue: TypeAlias = str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+Detail: TypeAlias = dict[str, JsonValue]
+
+
+class Verdict(StrEnum):
+    ALLOW = "ALLOW"
+    BLOCK = "BLOCK"
+
+
+class Purpose(StrEnum):
+    MARKETING = "marketing"
+    INFORMATIONAL = "informational"
+    DEBT_COLLECTION = "debt_collection"
+    SURVEY = "survey"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One check's outcome: a stable code, whether it passed, and the evidence behind it."""
+
+    code: str
+    passed: bool
+    detail: Detail = field(default_factory=dict)
+    # When a failed check can be cured by waiting (hours, holidays, caps): the earliest instant
+    # this check alone would pass. The engine intersects these into the decision's next_callable_at.
+    retry_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+    next_callable_at: datetime | None = None
+
+    @property
+    def reason(self) -> str:
+        """The first failed code, or ``ok``: what DIALGUARD_REASON carries."""
+        for r in self.reasons:
+            if not r.passed:
+                return r.code
+        return "ok"
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+
+# ---------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    name: str
+    purpose: Purpose
+    # Per-campaign extras the rule packs may consult; unknown keys are ignored by the policy.
+    settings: Mapping[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """A consent grant as it stands now (the ledger's history is folded by the store)."""
+
+    id: int
+    kind: str  # e.g. "express", "express_written", "written_agreement", "ebr_purchase", "ebr_inquiry"
+    source: str  # web_form, call, paper, import, api, dtmf ...
+    granted_at: datetime
+    purpose: Purpose | None = None  # scope by purpose ...
+    campaign: str | None = None  # ... or by campaign
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DncHit:
+    """A do-not-call entry that matches the number."""
+
+    list_name: str  # "internal", "us_national", "uk_tps", "campaign:<name>" ...
+    source: str
+    added_at: datetime
+    entry_id: int | None = None
+    prefix: str | None = None  # set when a wildcard prefix matched, not the number itself
+    list_version: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A call to this number the gate let through earlier (counted for frequency caps)."""
+
+    at: datetime
+    campaign: str
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class RoamingFact:
+    """What an HLR said (or could not say) about a mobile number."""
+
+    status: str  # "home", "abroad", "unknown"
+    visited_country: str | None = None
+    provider: str | None = None
+    age_seconds: float | None = None
+    cause: str | None = None  # why unknown: "timeout", "http_500", "breaker_open" ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """Everything the policy may know about one call. Gathered by the gate, judged by the engine."""
+
+    raw_number: str
+    number: NumberFacts | InvalidNumber
+    campaign_name: str
+    campaign: Campaign | None  # None: no such campaign
+    now: datetime  # timezone-aware
+    dnc_hits: tuple[DncHit, ...] = ()
+    consents: tuple[ConsentRecord, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+    lead_subdivision: str | None = None  # "US-TX" when the dialer knows the lead's own state
+    roaming: RoamingFact | None = None
+
+
+# ---------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a rule comes from: a legal citation with its effective date, or company policy."""
+
+    citation: str
+    effective: date | None = None
+    policy: bool = False  # True: a rule we chose, not one the law imposes
+
+    def as_detail(self) -> Detail:
+        return {
+            "citation": self.citation,
+            "effective": self.effective.isoformat() if self.effective else None,
+            "policy": self.policy,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """A local-time window, start inclusive, end exclusive; end == 24:00 is written as time.max."""
+
+    start: time
+    end: time
+
+    def contains(self, t: time) -> bool:
+        return self.start <= t < self.end or (self.end == time.max and t >= self.start)
+
+    def label(self) -> str:
+        end = "24:00" if self.end == time.max else f"{self.end:%H:%M}"
+        return f"{self.start:%H:%M}-{end}"
+
+
+NO_CALLS: tuple[TimeWindow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallingHours:
+    """When calls are allowed, per weekday (0 = Monday) and on holidays, in the callee's local time."""
+
+    weekdays: Mapping[int, tuple[TimeWindow, ...]]  # a missing weekday: no calls that day
+    source: Source
+    holidays: tuple[TimeWindow, ...] | None = None  # None: holidays are ordinary days
+    holiday_country: str | None = None  # the `holidays` package calendar, e.g. "US"
+    holiday_subdivision: str | None = None  # e.g. "LA"
+    extra_holidays: frozenset[date] = frozenset()
+
+    def windows_on(self, day: date, is_holiday: bool) -> tuple[TimeWindow, ...]:
+        if is_holiday and self.holidays is not None:
+            return self.holidays
+        return self.weekdays.get(day.weekday(), NO_CALLS)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRule:
+    """Whether a purpose needs consent, and which kinds of consent count."""
+
+    purpose: Purpose
+    required: bool
+    source: Source
+    kinds: frozenset[str] = frozenset()  # empty: any kind counts
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    max_calls: int
+    period: timedelta
+    source: Source
+    purposes: frozenset[Purpose] = frozenset()  # empty: every purpose
+    per_campaign: bool = False  # count only this campaign's attempts (e.g. Reg F, per debt)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleLayer:
+    """One level of rules: a country, a subdivision inside it, or the administrator's overrides.
+
+    A call must satisfy every layer that applies to it; that is how "the stricter wins".
+    """
+
+    key: str  # "US", "US-FL", "config"
+    calling_hours: CallingHours | None = None
+    consent: Mapping[Purpose, ConsentRule] = field(default_factory=dict)
+    frequency_caps: tuple[FrequencyCap, ...] = ()
+    # When the number gives no usable zone: which zones to presume, and why.
+    presumed_zones: tuple[str, ...] = ()
+    presumption: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveRules:
+    """The layers that apply to one number, the zones it may be in, and the version hash."""
+
+    layers: tuple[RuleLayer, ...]
+    zones: tuple[str, ...]
+    version: str
+    zone_note: str | None = None  # how the zones were chosen when the number alone did not say

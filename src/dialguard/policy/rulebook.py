@@ -1,0 +1,54 @@
+"""Which rule layers apply to a number, and which zones it may be in. Pure data lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dialguard.numbers import NumberFacts, zones_for_subdivision
+from dialguard.policy.model import EffectiveRules, RuleLayer
+
+
+class RuleBook:
+    """Rule layers by country and subdivision, a default for every other country, admin overrides last."""
+
+    def __init__(
+        self,
+        *,
+        countries: Mapping[str, RuleLayer],
+        subdivisions: Mapping[str, RuleLayer],
+        default: RuleLayer,
+        version: str,
+        overrides: tuple[RuleLayer, ...] = (),
+        region_aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        self.countries = dict(countries)
+        self.subdivisions = dict(subdivisions)
+        self.default = default
+        self.version = version
+        self.overrides = overrides
+        # Territories that share a numbering plan and a law: GG, JE, IM are judged by the GB pack.
+        self.region_aliases = dict(region_aliases or {})
+
+    def country_layer(self, region: str) -> RuleLayer:
+        region = self.region_aliases.get(region, region)
+        return self.countries.get(region, self.default)
+
+    def rules_for(self, number: NumberFacts, *, lead_subdivision: str | None = None) -> EffectiveRules:
+        national = self.country_layer(number.region)
+        layers = [national]
+        # Both the area code's state and the lead's own state apply: both must allow.
+        for sub in dict.fromkeys(s for s in (number.subdivision, lead_subdivision) if s):
+            if (layer := self.subdivisions.get(sub)) is not None:
+                layers.append(layer)
+        layers.extend(self.overrides)
+        zones = list(number.time_zones)
+        if lead_subdivision:
+            zones += [z for z in zones_for_subdivision(lead_subdivision) if z not in zones]
+        note = None
+        if not zones:
+            for layer in layers:
+                if layer.presumed_zones:
+                    zones = list(layer.presumed_zones)
+                    note = layer.presumption or f"zones presumed by {layer.key}"
+                    break
+        return EffectiveRules(layers=tuple(layers), zones=tuple(zones), version=self.version, zone_note=note)
