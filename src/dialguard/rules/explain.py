@@ -1,0 +1,127 @@
+"""Human-readable views of the rules: ``dialguard rules show`` and ``dialguard rules explain``. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from dialguard.numbers import NumberFacts
+from dialguard.policy.hours import allowed_at, holiday_name, next_allowed
+from dialguard.policy.model import CallingHours, Purpose, RuleLayer, Source
+from dialguard.policy.rulebook import RuleBook
+from dialguard.rules.loader import DAYS
+
+
+def _source(source: Source) -> str:
+    when = f", in force {source.effective}" if source.effective else ""
+    return f"[{'policy' if source.policy else 'law'}: {source.citation}{when}]"
+
+
+def _hours_lines(hours: CallingHours) -> list[str]:
+    lines = []
+    for i, day in enumerate(DAYS):
+        windows = hours.weekdays.get(i, ())
+        lines.append(f"    {day:<9} {', '.join(w.label() for w in windows) or 'no calls'}")
+    if hours.holidays is not None:
+        calendar = hours.holiday_country or "listed dates"
+        if hours.holiday_subdivision:
+            calendar += f"-{hours.holiday_subdivision}"
+        labels = ", ".join(w.label() for w in hours.holidays) or "no calls"
+        lines.append(f"    holidays  {labels} (calendar {calendar})")
+    for extra in sorted(hours.extra_holidays):
+        lines.append(f"    also a holiday: {extra}")
+    lines.append(f"    {_source(hours.source)}")
+    return lines
+
+
+def layer_lines(layer: RuleLayer) -> list[str]:
+    lines = [f"{layer.key}:"]
+    if layer.calling_hours is not None:
+        lines.append("  calling hours (callee's local time):")
+        lines += _hours_lines(layer.calling_hours)
+    for purpose, rule in sorted(layer.consent.items()):
+        need = "consent required" if rule.required else "no consent needed"
+        kinds = f" (kinds: {', '.join(sorted(rule.kinds))})" if rule.required and rule.kinds else ""
+        lines.append(f"  {purpose}: {need}{kinds} {_source(rule.source)}")
+    for cap in layer.frequency_caps:
+        scope = ", ".join(sorted(cap.purposes)) or "every purpose"
+        per = " per campaign" if cap.per_campaign else ""
+        lines.append(f"  cap: {cap.max_calls} calls per {cap.period}{per} ({scope}) {_source(cap.source)}")
+    if layer.presumed_zones:
+        lines.append(
+            f"  zones presumed when unknown: {', '.join(layer.presumed_zones)} ({layer.presumption})"
+        )
+    return lines
+
+
+def show(rulebook: RuleBook, country: str | None = None) -> str:
+    lines = [f"rules version {rulebook.version[:16]}"]
+    if country:
+        region = country.upper()
+        national = rulebook.country_layer(region)
+        layers = [national]
+        layers += [v for k, v in sorted(rulebook.subdivisions.items()) if k.startswith(f"{region}-")]
+    else:
+        layers = [*(v for _, v in sorted(rulebook.countries.items())), rulebook.default]
+        layers += [v for _, v in sorted(rulebook.subdivisions.items())]
+        unique: dict[int, RuleLayer] = {}
+        for layer in layers:
+            unique.setdefault(id(layer), layer)  # EU members share one layer: show it once
+        layers = list(unique.values())
+    layers += list(rulebook.overrides)
+    for layer in layers:
+        lines += ["", *layer_lines(layer)]
+    return "\n".join(lines)
+
+
+def explain(
+    rulebook: RuleBook,
+    number: NumberFacts,
+    at: datetime,
+    purpose: Purpose,
+    *,
+    lead_subdivision: str | None = None,
+) -> str:
+    """Every step of the timing and consent questions for one number at one instant."""
+    rules = rulebook.rules_for(number, lead_subdivision=lead_subdivision)
+    lines = [
+        f"number {number.e164}: region {number.region}, subdivision {number.subdivision or '-'}, "
+        f"line type {number.line_type}",
+        f"rules version {rules.version[:16]}; layers: {', '.join(layer.key for layer in rules.layers)}",
+        f"zones: {', '.join(rules.zones) or 'none known'}"
+        + (f" ({rules.zone_note})" if rules.zone_note else ""),
+        f"at {at.isoformat()}:",
+    ]
+    for layer in rules.layers:
+        hours = layer.calling_hours
+        if hours is None:
+            continue
+        for zone in rules.zones:
+            local = at.astimezone(ZoneInfo(zone))
+            holiday = holiday_name(hours, local.date())
+            windows = hours.windows_on(local.date(), holiday is not None)
+            inside = any(w.contains(local.time()) for w in windows)
+            day = f"{local:%A %Y-%m-%d %H:%M} {zone}" + (f", holiday: {holiday}" if holiday else "")
+            labels = ", ".join(w.label() for w in windows) or "no calls"
+            lines.append(f"  {layer.key}: {day} -> windows {labels}: {'inside' if inside else 'OUTSIDE'}")
+    if allowed_at(rules, at):
+        lines.append("hours: inside every window in every zone")
+    else:
+        nxt = next_allowed(rules, at)
+        lines.append(f"hours: blocked; next callable {nxt.isoformat() if nxt else 'not within 14 days'}")
+    required = [
+        (layer.key, rule) for layer in rules.layers if (rule := layer.consent.get(purpose)) and rule.required
+    ]
+    if required:
+        for key, rule in required:
+            kinds = ", ".join(sorted(rule.kinds)) or "any kind"
+            lines.append(f"consent for {purpose}: required by {key} ({kinds}) {_source(rule.source)}")
+    else:
+        lines.append(f"consent for {purpose}: not required")
+    for layer in rules.layers:
+        for cap in layer.frequency_caps:
+            if not cap.purposes or purpose in cap.purposes:
+                lines.append(
+                    f"cap ({layer.key}): {cap.max_calls} calls per {cap.period} {_source(cap.source)}"
+                )
+    return "\n".join(lines)

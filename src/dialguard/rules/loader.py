@@ -1,0 +1,357 @@
+"""Rule packs (TOML, one per jurisdiction) into a :class:`RuleBook`, validated strictly at start.
+
+A pack::
+
+    [pack]
+    country = "US"                      # a region code, "EU" (with members = [...]) or "DEFAULT"
+    name = "United States"
+    aliases = []                        # regions judged by this pack ("GG", "JE", "IM" for GB)
+
+    [hours]                             # callee's local time; every rule names its source
+    source = "47 CFR 64.1200(c)(1)"
+    effective = 2003-10-01
+    all = ["08:00-21:00"]               # every day unless a day says otherwise
+    sunday = []                         # no calls on Sunday
+    holidays = []                       # on public holidays: these windows ([] = none); absent = a normal day
+    holiday_calendar = "US"             # the `holidays` package's calendar; "*" = the callee's own country
+
+    [consent.marketing]
+    required = true
+    kinds = ["express_written"]         # empty or absent: any kind of consent counts
+    source = "..."
+
+    [[caps]]
+    max_calls = 3
+    period_hours = 24
+    purposes = ["marketing"]
+    source = "..."
+
+    [presume]                           # zones to assume when the number gives none
+    zones = ["America/New_York"]
+    reason = "..."
+
+    [subdivisions.FL]                   # the same sections, for a state or province
+    name = "Florida"
+
+A mistake stops start-up with the file, the key and the reason (:class:`PackError`).
+Admin overrides (config ``[rules.overrides."US-FL".hours]`` etc.) replace a layer's sections;
+``[rules.overrides.all]`` adds a layer every call must also satisfy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import date, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holidays_lib
+
+from dialguard.policy.model import (
+    CallingHours,
+    ConsentRule,
+    FrequencyCap,
+    Purpose,
+    RuleLayer,
+    Source,
+    TimeWindow,
+)
+from dialguard.policy.rulebook import RuleBook
+
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WINDOW = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+SOURCE_KEYS = {"source", "effective", "policy"}
+LAYER_KEYS = {"name", "hours", "consent", "caps", "presume", "note"}
+HOURS_KEYS = {"all", *DAYS, "holidays", "holiday_calendar", "holiday_subdivision", "extra_holidays"}
+HOURS_KEYS |= SOURCE_KEYS
+CONSENT_KEYS = {"required", "kinds"} | SOURCE_KEYS
+CAP_KEYS = {"max_calls", "period_hours", "period_days", "purposes", "per_campaign"} | SOURCE_KEYS
+PRESUME_KEYS = {"zones", "reason"}
+PACK_KEYS = {"country", "name", "aliases", "members", "version"}
+CONSENT_KINDS = {"express", "express_written", "written_agreement", "ebr_purchase", "ebr_inquiry", "verbal"}
+
+
+class PackError(Exception):
+    """A rule pack or an override is wrong: names the file, the key and what is wrong with it."""
+
+    def __init__(self, where: str, key: str, reason: str) -> None:
+        super().__init__(f"{where}: {key}: {reason}")
+        self.where, self.key, self.reason = where, key, reason
+
+
+class _Builder:
+    """Builds layers from one pack's TOML, raising PackError with the exact key on the first mistake."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, key: str, reason: str) -> PackError:
+        return PackError(self.where, key, reason)
+
+    def keys(self, table: Any, allowed: set[str], key: str) -> Mapping[str, Any]:
+        if not isinstance(table, Mapping):
+            raise self.fail(key, "must be a table")
+        for k in table:
+            if k not in allowed:
+                raise self.fail(
+                    f"{key}.{k}" if key else k, f"unknown key (allowed: {', '.join(sorted(allowed))})"
+                )
+        return table
+
+    def source(self, table: Mapping[str, Any], key: str, *, inherited: Source | None = None) -> Source:
+        citation = table.get("source")
+        if citation is None:
+            if inherited is not None:
+                return inherited
+            raise self.fail(
+                f"{key}.source", "every rule needs its legal source (or policy = true and a reason)"
+            )
+        if not isinstance(citation, str) or not citation.strip():
+            raise self.fail(f"{key}.source", "must be a non-empty string")
+        effective = table.get("effective")
+        if effective is not None and not isinstance(effective, date):
+            raise self.fail(f"{key}.effective", "must be a TOML date, e.g. 2024-01-01")
+        policy = table.get("policy", False)
+        if not isinstance(policy, bool):
+            raise self.fail(f"{key}.policy", "must be true or false")
+        return Source(citation, effective, policy)
+
+    def windows(self, value: Any, key: str) -> tuple[TimeWindow, ...]:
+        if not isinstance(value, list):
+            raise self.fail(key, 'must be a list of "HH:MM-HH:MM" windows')
+        out = []
+        for text in value:
+            m = WINDOW.match(text) if isinstance(text, str) else None
+            if m is None:
+                raise self.fail(key, f'{text!r} is not a "HH:MM-HH:MM" window')
+            h1, m1, h2, m2 = (int(g) for g in m.groups())
+            if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+                raise self.fail(key, f"{text!r} is not a time of day")
+            start = time(h1, m1)
+            end = time.max if h2 == 24 else time(h2, m2)
+            if end <= start:
+                raise self.fail(key, f"{text!r} ends before it starts")
+            out.append(TimeWindow(start, end))
+        return tuple(sorted(out, key=lambda w: w.start))
+
+    def hours(self, table: Any, key: str, region: str, sub: str | None) -> CallingHours:
+        t = self.keys(table, HOURS_KEYS, key)
+        base = self.windows(t["all"], f"{key}.all") if "all" in t else ()
+        weekdays = {i: self.windows(t[d], f"{key}.{d}") if d in t else base for i, d in enumerate(DAYS)}
+        holiday_windows = self.windows(t["holidays"], f"{key}.holidays") if "holidays" in t else None
+        calendar = t.get("holiday_calendar")
+        if calendar == "*":
+            calendar = region
+        subdivision = t.get("holiday_subdivision", sub if calendar == region else None)
+        if calendar is not None:
+            try:
+                holidays_lib.country_holidays(calendar, subdiv=subdivision, years=2026)
+            except (NotImplementedError, KeyError) as exc:
+                raise self.fail(
+                    f"{key}.holiday_calendar", f"no holiday calendar {calendar!r}/{subdivision}: {exc}"
+                ) from None
+        extra = t.get("extra_holidays", [])
+        if not isinstance(extra, list) or not all(isinstance(d, date) for d in extra):
+            raise self.fail(f"{key}.extra_holidays", "must be a list of TOML dates")
+        if holiday_windows is None and (calendar is not None or extra):
+            raise self.fail(
+                f"{key}.holidays", "a holiday calendar needs the holiday windows ([] for no calls)"
+            )
+        return CallingHours(
+            weekdays={i: w for i, w in weekdays.items() if w},
+            source=self.source(t, key),
+            holidays=holiday_windows,
+            holiday_country=calendar,
+            holiday_subdivision=subdivision,
+            extra_holidays=frozenset(extra),
+        )
+
+    def purpose(self, name: str, key: str) -> Purpose:
+        try:
+            return Purpose(name)
+        except ValueError:
+            raise self.fail(
+                key, f"unknown purpose {name!r} ({', '.join(p.value for p in Purpose)})"
+            ) from None
+
+    def consent(self, table: Any, key: str) -> dict[Purpose, ConsentRule]:
+        out = {}
+        for name, rule in self.keys(table, {p.value for p in Purpose}, key).items():
+            k = f"{key}.{name}"
+            r = self.keys(rule, CONSENT_KEYS, k)
+            required = r.get("required")
+            if not isinstance(required, bool):
+                raise self.fail(f"{k}.required", "must be true or false")
+            kinds = r.get("kinds", [])
+            if not isinstance(kinds, list) or not all(kind in CONSENT_KINDS for kind in kinds):
+                raise self.fail(f"{k}.kinds", f"must be a list of {', '.join(sorted(CONSENT_KINDS))}")
+            purpose = self.purpose(name, k)
+            out[purpose] = ConsentRule(purpose, required, self.source(r, k), frozenset(kinds))
+        return out
+
+    def caps(self, value: Any, key: str) -> tuple[FrequencyCap, ...]:
+        if not isinstance(value, list):
+            raise self.fail(key, "must be an array of tables ([[caps]])")
+        out = []
+        for i, cap in enumerate(value):
+            k = f"{key}[{i}]"
+            c = self.keys(cap, CAP_KEYS, k)
+            n = c.get("max_calls")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise self.fail(f"{k}.max_calls", "must be a whole number ≥ 0")
+            hours, days = c.get("period_hours"), c.get("period_days")
+            if (hours is None) == (days is None):
+                raise self.fail(k, "give exactly one of period_hours, period_days")
+            amount = hours if hours is not None else days
+            if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
+                raise self.fail(f"{k}.period_{'hours' if hours is not None else 'days'}", "must be > 0")
+            period = timedelta(hours=amount) if hours is not None else timedelta(days=amount)
+            purposes = c.get("purposes", [])
+            if not isinstance(purposes, list):
+                raise self.fail(f"{k}.purposes", "must be a list")
+            per_campaign = c.get("per_campaign", False)
+            if not isinstance(per_campaign, bool):
+                raise self.fail(f"{k}.per_campaign", "must be true or false")
+            out.append(
+                FrequencyCap(
+                    max_calls=n,
+                    period=period,
+                    source=self.source(c, k),
+                    purposes=frozenset(self.purpose(p, f"{k}.purposes") for p in purposes),
+                    per_campaign=per_campaign,
+                )
+            )
+        return tuple(out)
+
+    def presume(self, table: Any, key: str) -> tuple[tuple[str, ...], str]:
+        t = self.keys(table, PRESUME_KEYS, key)
+        zones = t.get("zones")
+        if not isinstance(zones, list) or not zones:
+            raise self.fail(f"{key}.zones", "must be a non-empty list of time zones")
+        for zone in zones:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError, TypeError):
+                raise self.fail(f"{key}.zones", f"unknown time zone {zone!r}") from None
+        reason = t.get("reason")
+        if not isinstance(reason, str) or not reason:
+            raise self.fail(f"{key}.reason", "say why these zones are presumed")
+        return tuple(zones), reason
+
+    def layer(
+        self, table: Mapping[str, Any], key: str, layer_key: str, region: str, sub: str | None
+    ) -> RuleLayer:
+        t = self.keys(table, LAYER_KEYS, key)
+        prefix = f"{key}." if key else ""
+        zones, reason = self.presume(t["presume"], f"{prefix}presume") if "presume" in t else ((), None)
+        return RuleLayer(
+            key=layer_key,
+            calling_hours=self.hours(t["hours"], f"{prefix}hours", region, sub) if "hours" in t else None,
+            consent=self.consent(t["consent"], f"{prefix}consent") if "consent" in t else {},
+            frequency_caps=self.caps(t["caps"], f"{prefix}caps") if "caps" in t else (),
+            presumed_zones=zones,
+            presumption=reason,
+        )
+
+
+def default_pack_dir() -> Path:
+    return Path(str(resources.files("dialguard").joinpath("rules")))
+
+
+def read_packs(pack_dir: Path | None) -> dict[str, dict[str, Any]]:
+    directory = pack_dir or default_pack_dir()
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise PackError(str(directory), "*.toml", "no rule packs in this directory")
+    packs = {}
+    for path in files:
+        try:
+            packs[path.name] = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise PackError(str(path), "(syntax)", str(exc)) from None
+    return packs
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """An override replaces whole sections (hours, caps, presume) and single consent purposes."""
+    merged = dict(base)
+    for section, value in override.items():
+        if section == "consent" and isinstance(value, Mapping) and isinstance(base.get("consent"), Mapping):
+            merged["consent"] = {**base["consent"], **value}
+        else:
+            merged[section] = value
+    return merged
+
+
+def load_rulebook(overrides: Mapping[str, Any] | None = None, pack_dir: Path | None = None) -> RuleBook:
+    """Read, validate and assemble every pack; raise :class:`PackError` on the first mistake."""
+    packs = read_packs(pack_dir)
+    overrides = dict(overrides or {})
+    used: set[str] = set()
+
+    def override_for(layer_key: str) -> Mapping[str, Any]:
+        if layer_key in overrides:
+            used.add(layer_key)
+            value = overrides[layer_key]
+            if not isinstance(value, Mapping):
+                raise PackError("config", f"rules.overrides.{layer_key}", "must be a table")
+            return value
+        return {}
+
+    countries: dict[str, RuleLayer] = {}
+    subdivisions: dict[str, RuleLayer] = {}
+    aliases: dict[str, str] = {}
+    default: RuleLayer | None = None
+    for filename, data in packs.items():
+        b = _Builder(filename)
+        head = b.keys(data.get("pack"), PACK_KEYS, "pack")
+        country = head.get("country")
+        if not isinstance(country, str) or not (
+            country in ("EU", "DEFAULT") or re.fullmatch(r"[A-Z]{2}", country)
+        ):
+            raise b.fail("pack.country", 'must be a region code like "US", or "EU" or "DEFAULT"')
+        body = {k: v for k, v in data.items() if k not in ("pack", "subdivisions")}
+        members = head.get("members", [country]) if country == "EU" else [country]
+        for region in members:
+            layer_key = country if country != "EU" else "EU"
+            merged = _merge(body, override_for(region if country != "EU" else "EU"))
+            layer = b.layer(merged, "", layer_key, region if country != "DEFAULT" else "", None)
+            if country == "DEFAULT":
+                default = layer
+            elif region in countries:
+                raise b.fail("pack.country", f"{region} already has a pack")
+            else:
+                countries[region] = layer
+        for alias in head.get("aliases", []):
+            aliases[alias] = country
+        for sub, table in b.keys(data.get("subdivisions", {}), set(data.get("subdivisions", {})), "").items():
+            key = f"{country}-{sub}"
+            merged = _merge(table, override_for(key))
+            subdivisions[key] = b.layer(
+                {k: v for k, v in merged.items()}, f"subdivisions.{sub}", key, country, sub
+            )
+    if default is None:
+        raise PackError(str(pack_dir or default_pack_dir()), "DEFAULT", "a DEFAULT pack is required")
+    extra: tuple[RuleLayer, ...] = ()
+    if "all" in overrides:
+        extra = (_Builder("config").layer(override_for("all"), "rules.overrides.all", "config", "", None),)
+    unknown = set(overrides) - used
+    if unknown:
+        raise PackError("config", f"rules.overrides.{sorted(unknown)[0]}", "no pack layer by that name")
+    version = hashlib.sha256(
+        json.dumps({"packs": packs, "overrides": overrides}, sort_keys=True, default=str).encode()
+    ).hexdigest()
+    return RuleBook(
+        countries=countries,
+        subdivisions=subdivisions,
+        default=default,
+        version=version,
+        overrides=extra,
+        region_aliases=aliases,
+    )
