@@ -1,0 +1,277 @@
+"""The AGI protocol from bytes, with no sockets (sans-IO, as h11 and asyncpg's protocol core do).
+
+What Asterisk's ``res/res_agi.c`` sends, in order, on a FastAGI connection::
+
+    agi_network: yes
+    agi_network_script: check?tenant=a      <- the path after host:port, query included
+    agi_request: agi://127.0.0.1:4573/check?tenant=a
+    agi_channel: PJSIP/alice-00000001
+    ...                                       <- one "agi_<key>: <value>" line each
+    agi_arg_1: +48601234567
+    <blank line>
+
+Then it waits for one command line at a time and answers each::
+
+    200 result=1                    SET VARIABLE, VERBOSE, ANSWER ...
+    200 result=1 (the value)        GET VARIABLE
+    200 result=49 endpos=8000       STREAM FILE interrupted by "1" (ASCII 49)
+    200 result=0 (timeout)          WAIT FOR DIGIT / GET DATA when nobody pressed anything
+    510 Invalid or unknown command
+    511 Command Not Permitted on a dead channel or intercept routine
+    520-Invalid command syntax.  Proper usage follows:
+    <usage text, several lines>
+    520 End of proper usage.
+
+When the caller hangs up, ``HANGUP`` arrives on a line of its own while Asterisk waits for a command;
+the reply to the command in flight, if any, still follows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+HANGUP_LINE = "HANGUP"
+USAGE_START = re.compile(r"^520-")
+REPLY = re.compile(r"^(?P<code>\d{3}) ?(?P<rest>.*)$")
+RESULT = re.compile(r"^result=(?P<result>-?\S*)\s*(?:\((?P<data>.*)\))?\s*(?P<extras>.*)$")
+
+
+class ProtocolError(Exception):
+    """The peer sent something AGI does not allow: the session must end."""
+
+
+class LineTooLong(ProtocolError):
+    pass
+
+
+class LineSplitter:
+    """Bytes in, complete lines out; refuses a line longer than ``max_line_bytes`` (newline excluded).
+
+    >>> s = LineSplitter(max_line_bytes=64)
+    >>> s.feed(b"agi_network: yes\\nagi_net")
+    ['agi_network: yes']
+    >>> s.feed(b"work_script: check\\r\\n")
+    ['agi_network_script: check']
+    """
+
+    def __init__(self, *, max_line_bytes: int) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> bytes:
+        return bytes(self._buffer)
+
+    def feed(self, data: bytes) -> list[str]:
+        self._buffer += data
+        lines: list[str] = []
+        while (end := self._buffer.find(b"\n")) >= 0:
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if len(raw) > self.max_line_bytes:
+                raise LineTooLong(f"line of {len(raw)} bytes exceeds the {self.max_line_bytes}-byte bound")
+            lines.append(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
+        if len(self._buffer) > self.max_line_bytes:
+            raise LineTooLong(f"unterminated line exceeds the {self.max_line_bytes}-byte bound")
+        return lines
+
+
+# ---------------------------------------------------------------- the environment block
+
+
+@dataclass(frozen=True, slots=True)
+class AgiRequest:
+    """One FastAGI session's opening: the route, its arguments, and the whole environment."""
+
+    route: str  # "check" for agi://host:4573/check?x=1
+    args: tuple[str, ...]  # agi_arg_1, agi_arg_2, ... in order
+    query: Mapping[str, str]  # ?x=1 on the script path
+    env: Mapping[str, str] = field(repr=False)
+
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    @property
+    def channel(self) -> str:
+        return self.env.get("agi_channel", "")
+
+
+class EnvironmentReader:
+    """Collects ``agi_*`` lines up to the blank line that ends the block.
+
+    >>> r = EnvironmentReader(max_lines=16)
+    >>> r.feed_line("agi_network_script: check?tenant=a")
+    >>> r.feed_line("agi_arg_1: +48 601 234 567")
+    >>> r.feed_line("")
+    >>> r.request().route, r.request().args, dict(r.request().query)
+    ('check', ('+48 601 234 567',), {'tenant': 'a'})
+    """
+
+    def __init__(self, *, max_lines: int) -> None:
+        self.max_lines = max_lines
+        self.env: dict[str, str] = {}
+        self.done = False
+        self._lines = 0
+
+    def feed_line(self, line: str) -> None:
+        if self.done:
+            raise ProtocolError("environment block already complete")
+        if line == "":
+            self.done = True
+            return
+        self._lines += 1
+        if self._lines > self.max_lines:
+            raise ProtocolError(f"environment block longer than {self.max_lines} lines")
+        key, sep, value = line.partition(":")
+        if not sep or not key.startswith("agi_") or " " in key:
+            raise ProtocolError(f"not an AGI environment line: {line[:80]!r}")
+        self.env[key] = value[1:] if value.startswith(" ") else value
+
+    def request(self) -> AgiRequest:
+        if not self.done:
+            raise ProtocolError("environment block not complete")
+        return request_from_env(self.env)
+
+
+def request_from_env(env: Mapping[str, str]) -> AgiRequest:
+    script = env.get("agi_network_script")
+    if script is None:
+        # Older Asterisk or a hand-written client: fall back on the request URL's path.
+        request = env.get("agi_request", "")
+        parts = urlsplit(request)
+        script = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    path, _, query_text = script.partition("?")
+    route = unquote(path.strip("/"))
+    query = {k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()}
+    args: list[str] = []
+    n = 1
+    while (arg := env.get(f"agi_arg_{n}")) is not None:
+        args.append(arg)
+        n += 1
+    return AgiRequest(route=route, args=tuple(args), query=query, env=dict(env))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def quote(arg: str) -> str:
+    """Quote one argument the way res_agi's ``parse_args`` reads it back: quotes and backslashes escaped.
+
+    >>> quote('He said "hi"')
+    '"He said \\\\"hi\\\\""'
+    """
+    if "\n" in arg or "\r" in arg:
+        # A newline would end the command and start another one: never let data do that.
+        raise ValueError("AGI arguments cannot hold line breaks")
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encode_command(command: str, args: Iterable[str] = ()) -> bytes:
+    """``SET VARIABLE`` + ("X", "a b") -> ``b'SET VARIABLE "X" "a b"\\n'``."""
+    if "\n" in command or "\r" in command:
+        raise ValueError("AGI commands cannot hold line breaks")
+    words = [command, *(quote(a) for a in args)]
+    return (" ".join(words) + "\n").encode()
+
+
+# ---------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One answer from Asterisk: ``200 result=49 (dtmf) endpos=8000`` or ``510 ...``."""
+
+    code: int
+    result: str | None = None  # the text after result=, as sent
+    data: str | None = None  # the parenthesised part
+    extras: Mapping[str, str] = field(default_factory=dict)  # endpos=..., etc.
+    text: str = ""  # the whole reply, usage block included
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+    @property
+    def result_int(self) -> int:
+        try:
+            return int(self.result or "")
+        except ValueError:
+            raise ProtocolError(f"non-numeric result in {self.text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class HangupNotice:
+    """The ``HANGUP`` line: the channel is gone; the reply to the command in flight still follows."""
+
+
+class ReplyReader:
+    """Lines in, :class:`Reply` or :class:`HangupNotice` out; ``None`` while a 520 usage block is open.
+
+    >>> r = ReplyReader()
+    >>> r.feed_line("200 result=1 (PJSIP/alice)")
+    Reply(code=200, result='1', data='PJSIP/alice', extras={}, text='200 result=1 (PJSIP/alice)')
+    >>> r.feed_line("520-Invalid command syntax.  Proper usage follows:") is None
+    True
+    >>> r.feed_line(" Usage: SET VARIABLE <variablename> <value>") is None
+    True
+    >>> r.feed_line("520 End of proper usage.").code
+    520
+    """
+
+    MAX_USAGE_LINES = 200
+
+    def __init__(self) -> None:
+        self._usage: list[str] | None = None
+
+    def feed_line(self, line: str) -> Reply | HangupNotice | None:
+        if self._usage is not None:
+            self._usage.append(line)
+            if line.startswith("520 "):
+                text = "\n".join(self._usage)
+                self._usage = None
+                return Reply(code=520, text=text)
+            if len(self._usage) > self.MAX_USAGE_LINES:
+                raise ProtocolError("520 usage block never ended")
+            return None
+        if line == HANGUP_LINE:
+            return HangupNotice()
+        if USAGE_START.match(line):
+            self._usage = [line]
+            return None
+        return parse_reply(line)
+
+
+def parse_reply(line: str) -> Reply:
+    """Parse one complete reply line.
+
+    >>> parse_reply("200 result=49 endpos=12960")
+    Reply(code=200, result='49', data=None, extras={'endpos': '12960'}, text='200 result=49 endpos=12960')
+    >>> parse_reply("200 result=0 (timeout)").data
+    'timeout'
+    >>> parse_reply("511 Command Not Permitted on a dead channel or intercept routine").code
+    511
+    """
+    m = REPLY.match(line)
+    if m is None:
+        raise ProtocolError(f"not an AGI reply: {line[:80]!r}")
+    code = int(m["code"])
+    rest = m["rest"]
+    if code != 200:
+        return Reply(code=code, text=line)
+    r = RESULT.match(rest)
+    if r is None:
+        raise ProtocolError(f"200 reply without result=: {line[:80]!r}")
+    extras = dict(kv.split("=", 1) for kv in r["extras"].split() if "=" in kv)
+    return Reply(code=200, result=r["result"], data=r["data"], extras=extras, text=line)
+
+
+def digit_of(result: int) -> str | None:
+    """STREAM FILE / GET OPTION / WAIT FOR DIGIT return the ASCII code of the key: 49 -> "1"; 0 -> None."""
+    if result <= 0:
+        return None
+    char = chr(result)
+    return char if char in "0123456789*#ABCD" else None

@@ -1,0 +1,54 @@
+"""FastAGI routes: turn a gate decision into channel variables. No rules are decided here.
+
+``AGI(agi://GATE:4573/check,NUMBER,CAMPAIGN[,LEAD_STATE])``; NUMBER defaults to the extension dialled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from dialguard.asterisk.agi_server import AgiSession, Handler
+from dialguard.gate import CheckRequest, Gate
+from dialguard.language import language_for
+from dialguard.numbers import NumberFacts
+
+log = logging.getLogger(__name__)
+
+
+class CheckRoute:
+    """``check``: judge the call about to be dialled and tell the dialplan through DIALGUARD_* variables."""
+
+    def __init__(self, *, gate: Gate) -> None:
+        self.gate = gate
+
+    async def __call__(self, session: AgiSession) -> None:
+        args = session.request.args
+        number = (args[0] if args else "").strip() or session.request.env.get("agi_extension", "")
+        campaign = (args[1] if len(args) > 1 else "").strip() or None
+        lead_state = (args[2] if len(args) > 2 else "").strip() or None
+        result = await self.gate.check(
+            CheckRequest(
+                number=number, campaign=campaign, record=True, lead_subdivision=lead_state, channel="agi"
+            )
+        )
+        decision = result.decision
+        region = result.number.region if isinstance(result.number, NumberFacts) else None
+        variables = {
+            "DIALGUARD_CALL_ID": str(result.call_id),
+            "DIALGUARD_NUMBER": result.number_text if isinstance(result.number, NumberFacts) else "",
+            "DIALGUARD_REASONS": ",".join(decision.codes),
+            "DIALGUARD_REASON": decision.reason,
+            "DIALGUARD_LANG": language_for(region),
+            "DIALGUARD_NEXT_CALLABLE": decision.next_callable_at.isoformat()
+            if decision.next_callable_at
+            else "",
+        }
+        for name, value in variables.items():
+            await session.set_variable(name, value)
+        # The verdict goes last: a session cut short leaves it empty, and the dialplan blocks on empty.
+        await session.set_variable("DIALGUARD_VERDICT", str(decision.verdict))
+
+
+def agi_routes(*, gate: Gate) -> Mapping[str, Handler]:
+    return {"check": CheckRoute(gate=gate)}

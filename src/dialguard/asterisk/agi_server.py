@@ -1,0 +1,299 @@
+"""An asyncio FastAGI server: sockets, deadlines and bounds around the sans-IO protocol. No rules here.
+
+Asterisk never times a FastAGI session out itself, so every read has a deadline and every session a
+lifetime; a peer outside the CIDR allow-list is closed before a byte is read; lines and the
+environment block are bounded. One bad session is logged and closed and never stalls the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from dialguard.asterisk.agi_protocol import (
+    AgiRequest,
+    EnvironmentReader,
+    HangupNotice,
+    LineSplitter,
+    ProtocolError,
+    Reply,
+    ReplyReader,
+    digit_of,
+    encode_command,
+)
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 4096
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ChannelHungUp(Exception):
+    """Asterisk answered 511: the channel is gone and this command cannot run on a dead channel."""
+
+
+class AgiCommandError(Exception):
+    """Asterisk answered 510 (unknown command) or 520 (bad syntax): a bug on our side, never the caller's."""
+
+    def __init__(self, command: str, reply: Reply) -> None:
+        super().__init__(f"{command!r} -> {reply.text}")
+        self.reply = reply
+
+
+class PeerClosed(Exception):
+    """The connection closed before the reply we were waiting for."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackResult:
+    """What STREAM FILE / GET OPTION / WAIT FOR DIGIT reported."""
+
+    digit: str | None  # the key pressed, if any
+    failed: bool  # result=-1: the file could not play or the channel went away
+    endpos: int | None = None  # sample offset where playback stopped
+
+
+class AgiSession:
+    """One FastAGI conversation: send a command, read its reply, one at a time (never pipelined)."""
+
+    def __init__(
+        self,
+        request: AgiRequest,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        lines: LineSplitter,
+        *,
+        read_timeout: float,
+        peer: str,
+        pending: Iterable[str] = (),
+    ) -> None:
+        self.request = request
+        self.peer = peer
+        self.hung_up = False
+        self._reader = reader
+        self._writer = writer
+        self._lines = lines
+        self._pending: list[str] = list(pending)  # lines that came in behind the environment block
+        self._replies = ReplyReader()
+        self._read_timeout = read_timeout
+
+    async def execute(self, command: str, *args: str, reply_within: float | None = None) -> Reply:
+        """Send one command and return its reply; raise :class:`ChannelHungUp` on 511.
+
+        ``reply_within`` (seconds) overrides the read deadline for commands that wait on a person.
+        """
+        self._writer.write(encode_command(command, args))
+        await self._writer.drain()
+        while True:
+            line = await self._next_line(reply_within if reply_within is not None else self._read_timeout)
+            event = self._replies.feed_line(line)
+            if event is None:
+                continue
+            if isinstance(event, HangupNotice):
+                self.hung_up = True  # the real reply still follows
+                continue
+            if event.code == 511:
+                self.hung_up = True
+                raise ChannelHungUp(command)
+            if event.code in (510, 520):
+                raise AgiCommandError(command, event)
+            if not event.ok:
+                raise ProtocolError(f"unexpected reply to {command!r}: {event.text!r}")
+            return event
+
+    async def _next_line(self, within: float) -> str:
+        async with asyncio.timeout(within):
+            while not self._pending:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    raise PeerClosed("Asterisk closed the connection before replying")
+                self._pending.extend(self._lines.feed(data))
+        return self._pending.pop(0)
+
+    # ------------------------------------------------------------ the commands we use
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.execute("SET VARIABLE", name, value)
+
+    async def get_variable(self, name: str) -> str | None:
+        reply = await self.execute("GET VARIABLE", name)
+        return reply.data if reply.result == "1" else None
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.execute("VERBOSE", message, str(level))
+
+    async def answer(self) -> bool:
+        return (await self.execute("ANSWER")).result == "0"
+
+    async def hangup(self) -> None:
+        await self.execute("HANGUP")
+
+    async def stream_file(self, name: str, escape_digits: str = "", *, reply_within: float) -> PlaybackResult:
+        reply = await self.execute("STREAM FILE", name, escape_digits, reply_within=reply_within)
+        return self._playback(reply)
+
+    async def get_option(
+        self, name: str, escape_digits: str, wait_ms: int, *, reply_within: float
+    ) -> PlaybackResult:
+        reply = await self.execute("GET OPTION", name, escape_digits, str(wait_ms), reply_within=reply_within)
+        return self._playback(reply)
+
+    async def wait_for_digit(self, wait_ms: int) -> PlaybackResult:
+        within = self._read_timeout + wait_ms / 1000
+        return self._playback(await self.execute("WAIT FOR DIGIT", str(wait_ms), reply_within=within))
+
+    @staticmethod
+    def _playback(reply: Reply) -> PlaybackResult:
+        result = reply.result_int
+        endpos = reply.extras.get("endpos")
+        return PlaybackResult(
+            digit=digit_of(result),
+            failed=result < 0,
+            endpos=int(endpos) if endpos and endpos.lstrip("-").isdigit() else None,
+        )
+
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+
+
+class AgiServer:
+    """Accepts FastAGI connections and hands each session to the handler for its route."""
+
+    def __init__(
+        self,
+        *,
+        routes: Mapping[str, Handler],
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        allow: Iterable[str | Network] = ("127.0.0.0/8", "::1/128"),
+        read_timeout: float = 5.0,
+        session_timeout: float = 120.0,
+        max_line_bytes: int = 8192,
+        max_env_lines: int = 200,
+    ) -> None:
+        self.routes = dict(routes)
+        self.host = host
+        self._port = port
+        self.allow: tuple[Network, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in allow)
+        self.read_timeout = read_timeout
+        self.session_timeout = session_timeout
+        self.max_line_bytes = max_line_bytes
+        self.max_env_lines = max_env_lines
+        self.stats: Counter[str] = Counter()
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self._port, limit=self.max_line_bytes
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        if self._sessions:
+            await asyncio.gather(*self._sessions, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allow)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._sessions.discard(task)
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        host = str(peername[0]) if peername else "?"
+        peer = f"{host}:{peername[1]}" if peername else "?"
+        if not self.allowed(host):
+            self.stats["refused"] += 1
+            log.warning("FastAGI connection from %s refused: not in agi.allow", peer)
+            return
+        self.stats["sessions"] += 1
+        lines = LineSplitter(max_line_bytes=self.max_line_bytes)
+        outcome = "error"
+        try:
+            async with asyncio.timeout(self.session_timeout):
+                session = await self._open(reader, writer, lines, peer)
+                handler = self.routes.get(session.request.route)
+                if handler is None:
+                    outcome = "unknown_route"
+                    log.warning("FastAGI %s asked for unknown route %r", peer, session.request.route)
+                    await session.verbose(
+                        f"dialguard: no route {session.request.route!r}; "
+                        f"routes: {', '.join(sorted(self.routes))}"
+                    )
+                    return
+                await handler(session)
+                outcome = "hung_up" if session.hung_up else "ok"
+        except TimeoutError:
+            outcome = "timeout"
+            log.warning("FastAGI %s timed out (no answer within the deadline); session closed", peer)
+        except PeerClosed as exc:
+            outcome = "peer_closed"
+            log.info("FastAGI %s: %s", peer, exc)
+        except ChannelHungUp:
+            outcome = "hung_up"
+            log.info("FastAGI %s: channel hung up; session ended", peer)
+        except ProtocolError as exc:
+            outcome = "protocol_error"
+            log.warning("FastAGI %s sent malformed input: %s; session closed", peer, exc)
+        except AgiCommandError as exc:
+            outcome = "command_error"
+            log.error("FastAGI %s rejected a command (a dialguard bug): %s", peer, exc)
+        except (ConnectionError, OSError) as exc:
+            outcome = "peer_closed"
+            log.info("FastAGI %s connection lost: %s", peer, exc)
+        except Exception:
+            log.exception("FastAGI %s: handler failed; session closed", peer)
+        finally:
+            self.stats[outcome] += 1
+
+    async def _open(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lines: LineSplitter, peer: str
+    ) -> AgiSession:
+        env = EnvironmentReader(max_lines=self.max_env_lines)
+        leftover: list[str] = []
+        while not env.done:
+            async with asyncio.timeout(self.read_timeout):
+                data = await reader.read(READ_CHUNK)
+            if not data:
+                raise PeerClosed("connection closed inside the environment block")
+            for line in lines.feed(data):
+                if env.done:
+                    leftover.append(line)  # Asterisk sends nothing unasked; keep it for the reply reader
+                else:
+                    env.feed_line(line)
+        return AgiSession(
+            env.request(), reader, writer, lines, read_timeout=self.read_timeout, peer=peer, pending=leftover
+        )

@@ -1,0 +1,328 @@
+"""A FastAGI client that behaves as Asterisk's ``res/res_agi.c`` does, for tests and benchmarks.
+
+Faithful to the source where it matters to us:
+- ``launch_netscript``: ``agi_network: yes``, then ``agi_network_script: <path?query>``;
+  ``setup_env``: ``agi_request`` first, the channel's fields, ``agi_arg_N``, and a blank line.
+- ``run_agi``: one command line at a time, answered before the next is read; no timeout of its own.
+  When the channel hangs up, ``HANGUP`` is sent once, at the top of the loop; from then on only the
+  dead-safe commands run (``GET/SET VARIABLE``, ``EXEC``, ``VERBOSE``, ``NOOP``, ``DATABASE *``)
+  and every other one is answered ``511``.
+- ``parse_args``: words split on blanks, ``"`` toggles quoting, ``\\`` escapes the next character.
+- Replies: ``200 result=...`` per handler, ``510`` for an unknown command, a ``520-`` usage block.
+- ``AGISTATUS``: ``SUCCESS``; ``HANGUP`` when the channel went away; ``FAILURE`` on a ``failure`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+DEAD_SAFE = {
+    ("asyncagi", "break"),
+    ("database", "del"),
+    ("database", "deltree"),
+    ("database", "get"),
+    ("database", "put"),
+    ("exec",),
+    ("get", "full", "variable"),
+    ("get", "variable"),
+    ("noop",),
+    ("set", "variable"),
+    ("verbose",),
+    ("speech", "destroy"),
+    ("speech", "unload", "grammar"),
+}
+KNOWN = DEAD_SAFE | {
+    ("answer",),
+    ("channel", "status"),
+    ("get", "data"),
+    ("get", "option"),
+    ("hangup",),
+    ("stream", "file"),
+    ("control", "stream", "file"),
+    ("wait", "for", "digit"),
+    ("say", "digits"),
+    ("say", "number"),
+    ("set", "autohangup"),
+    ("record", "file"),
+}
+USAGE = {
+    (
+        "set",
+        "variable",
+    ): " Usage: SET VARIABLE <variablename> <value>\n Sets a variable to the current channel.",
+    ("get", "variable"): " Usage: GET VARIABLE <variablename>\n Returns 0 if <variablename> is not set.",
+    ("stream", "file"): " Usage: STREAM FILE <filename> <escape_digits> [sample offset]",
+    ("get", "option"): " Usage: GET OPTION <filename> <escape_digits> [timeout]",
+    ("wait", "for", "digit"): " Usage: WAIT FOR DIGIT <timeout>",
+    ("verbose",): " Usage: VERBOSE <message> <level>",
+}
+SAMPLES_PER_PROMPT = 16000  # what endpos reports for a prompt played to its end (2 s at 8 kHz)
+_uniqueids = itertools.count(1)
+
+
+def parse_args(line: str) -> list[str]:
+    """res_agi.c's ``parse_args``, character for character."""
+    argv: list[str] = []
+    cur: list[str] | None = None
+    quoted = escaped = False
+    whitespace = True
+    for ch in line:
+        if ch == '"' and not escaped:
+            quoted = not quoted
+            if quoted and whitespace:
+                cur = []
+                argv.append("")
+                whitespace = False
+            escaped = False
+            continue
+        if ch in " \t" and not quoted and not escaped:
+            whitespace = True
+            if cur is not None:
+                argv[-1] = "".join(cur)
+                cur = None
+            continue
+        if ch == "\\" and not escaped:
+            escaped = True
+            continue
+        if whitespace:
+            cur = []
+            argv.append("")
+            whitespace = False
+        assert cur is not None
+        cur.append(ch)
+        escaped = False
+    if cur is not None:
+        argv[-1] = "".join(cur)
+    return argv
+
+
+@dataclass
+class Channel:
+    """The channel running ``AGI()``: what ``setup_env`` reports and what the dialplan would see."""
+
+    extension: str = "s"
+    context: str = "dialguard-check"
+    name: str = ""
+    uniqueid: str = ""
+    language: str = "en"
+    callerid: str = "1001"
+    calleridname: str = "Agent 1001"
+    variables: dict[str, str] = field(default_factory=dict)
+    # Keys the callee will press, consumed by STREAM FILE / GET OPTION / WAIT FOR DIGIT in order.
+    dtmf: list[str] = field(default_factory=list)
+    # Sound files that exist; None: every file exists.
+    sounds: set[str] | None = None
+    # Hang up after this many commands have been answered (0: before the first command).
+    hangup_after: int | None = None
+    # Hang up while the Nth STREAM FILE / GET OPTION is playing (1-based).
+    hangup_in_prompt: int | None = None
+
+    def __post_init__(self) -> None:
+        n = next(_uniqueids)
+        self.uniqueid = self.uniqueid or f"1700000000.{n}"
+        self.name = self.name or f"PJSIP/agent-{n:08x}"
+
+
+@dataclass
+class AgiRun:
+    """What happened, as Asterisk saw it."""
+
+    status: str  # AGISTATUS: SUCCESS, HANGUP, FAILURE
+    channel: Channel
+    commands: list[list[str]]  # argv of each command received, in order
+    replies: list[str]  # every line sent after the environment block
+    verbose: list[str]
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return self.channel.variables
+
+
+class FakeAsterisk:
+    """Runs ``AGI(agi://host:port/script,args...)`` on a fake channel against a real FastAGI server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def environment(self, script: str, args: Sequence[str], channel: Channel) -> bytes:
+        lines = [
+            "agi_network: yes",
+            f"agi_network_script: {script}",
+            f"agi_request: agi://{self.host}:{self.port}/{script}",
+            f"agi_channel: {channel.name}",
+            f"agi_language: {channel.language}",
+            f"agi_type: {channel.name.split('/', 1)[0]}",
+            f"agi_uniqueid: {channel.uniqueid}",
+            "agi_version: 22.5.0",
+            f"agi_callerid: {channel.callerid}",
+            f"agi_calleridname: {channel.calleridname}",
+            "agi_callingpres: 0",
+            "agi_callingani2: 0",
+            "agi_callington: 0",
+            "agi_callingtns: 0",
+            "agi_dnid: unknown",
+            "agi_rdnis: unknown",
+            f"agi_context: {channel.context}",
+            f"agi_extension: {channel.extension}",
+            "agi_priority: 2",
+            "agi_enhanced: 0.0",
+            "agi_accountcode: ",
+            "agi_threadid: 140234567890",
+            *(f"agi_arg_{i}: {a}" for i, a in enumerate(args, 1)),
+            "",
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+    async def agi(
+        self,
+        script: str,
+        *args: str,
+        channel: Channel | None = None,
+        within: float = 10.0,
+    ) -> AgiRun:
+        channel = channel or Channel()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        run = AgiRun(status="SUCCESS", channel=channel, commands=[], replies=[], verbose=[])
+        try:
+            async with asyncio.timeout(within):
+                writer.write(self.environment(script, args, channel))
+                await writer.drain()
+                await _Dialog(reader, writer, channel, run).loop()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return run
+
+
+class _Dialog:
+    """``run_agi``'s loop for one session."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel: Channel, run: AgiRun
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.channel = channel
+        self.run = run
+        self.dead = False
+        self.needhup = channel.hangup_after == 0
+        self.prompts = 0
+        self.handlers: dict[tuple[str, ...], Callable[[list[str]], list[str]]] = {
+            ("set", "variable"): self.set_variable,
+            ("get", "variable"): self.get_variable,
+            ("verbose",): self.verbose,
+            ("answer",): lambda argv: ["200 result=0"],
+            ("noop",): lambda argv: ["200 result=0"],
+            ("exec",): lambda argv: ["200 result=0"],
+            ("hangup",): self.hangup,
+            ("stream", "file"): self.stream_file,
+            ("get", "option"): self.get_option,
+            ("wait", "for", "digit"): self.wait_for_digit,
+        }
+
+    async def loop(self) -> None:
+        while True:
+            if self.needhup:
+                self.needhup = False
+                self.dead = True
+                self.run.status = "HANGUP"
+                await self.send(["HANGUP"])
+            line = await self.reader.readline()
+            if not line:
+                return  # "AGI Script completed"
+            text = line.decode(errors="replace")
+            if text.lower().startswith("failure"):
+                self.run.status = "FAILURE"
+                return
+            await self.send(self.handle(text.rstrip("\n")))
+            if self.channel.hangup_after is not None and len(self.run.commands) >= self.channel.hangup_after:
+                self.needhup = self.needhup or not self.dead
+
+    async def send(self, lines: list[str]) -> None:
+        self.run.replies.extend(lines)
+        self.writer.write("".join(f"{line}\n" for line in lines).encode())
+        with contextlib.suppress(ConnectionError):  # Asterisk writes and moves on; so do we
+            await self.writer.drain()
+
+    def handle(self, text: str) -> list[str]:
+        argv = parse_args(text)
+        self.run.commands.append(argv)
+        words = tuple(a.lower() for a in argv)
+        match = next((k for k in sorted(KNOWN, key=len, reverse=True) if words[: len(k)] == k), None)
+        if match is None:
+            return ["510 Invalid or unknown command"]
+        if self.dead and match not in DEAD_SAFE:
+            return ["511 Command Not Permitted on a dead channel or intercept routine"]
+        handler = self.handlers.get(match)
+        if handler is None:
+            return ["200 result=0"]
+        return handler(argv)
+
+    @staticmethod
+    def usage(key: tuple[str, ...]) -> list[str]:
+        return [
+            "520-Invalid command syntax.  Proper usage follows:",
+            *USAGE.get(key, " Usage: see core show agi").split("\n"),
+            "520 End of proper usage.",
+        ]
+
+    def set_variable(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4:
+            return self.usage(("set", "variable"))
+        self.channel.variables[argv[2]] = argv[3]
+        return ["200 result=1"]
+
+    def get_variable(self, argv: list[str]) -> list[str]:
+        if len(argv) != 3:
+            return self.usage(("get", "variable"))
+        value = self.channel.variables.get(argv[2])
+        return ["200 result=0"] if value is None else [f"200 result=1 ({value})"]
+
+    def verbose(self, argv: list[str]) -> list[str]:
+        if len(argv) < 2:
+            return self.usage(("verbose",))
+        self.run.verbose.append(argv[1])
+        return ["200 result=1"]
+
+    def hangup(self, argv: list[str]) -> list[str]:
+        self.needhup = True
+        return ["200 result=1"]
+
+    def _play(self, name: str, escape: str) -> tuple[int, int]:
+        """(result, endpos) of playing one file: a key in ``escape`` stops it."""
+        self.prompts += 1
+        if self.channel.sounds is not None and name not in self.channel.sounds:
+            return -1, 0
+        if self.channel.hangup_in_prompt == self.prompts:
+            self.needhup = True
+            return -1, SAMPLES_PER_PROMPT // 3
+        if self.channel.dtmf and self.channel.dtmf[0] in escape:
+            return ord(self.channel.dtmf.pop(0)), SAMPLES_PER_PROMPT // 2
+        return 0, SAMPLES_PER_PROMPT
+
+    def stream_file(self, argv: list[str]) -> list[str]:
+        if len(argv) not in (4, 5):
+            return self.usage(("stream", "file"))
+        result, endpos = self._play(argv[2], argv[3])
+        return [f"200 result={result} endpos={endpos}"]
+
+    def get_option(self, argv: list[str]) -> list[str]:
+        if len(argv) not in (4, 5):
+            return self.usage(("get", "option"))
+        result, endpos = self._play(argv[2], argv[3])
+        if result == 0 and self.channel.dtmf and self.channel.dtmf[0] in argv[3]:
+            result = ord(self.channel.dtmf.pop(0))  # pressed during the wait after the prompt
+        return [f"200 result={result} endpos={endpos}"]
+
+    def wait_for_digit(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4:
+            return self.usage(("wait", "for", "digit"))
+        if self.channel.dtmf:
+            return [f"200 result={ord(self.channel.dtmf.pop(0))}"]
+        return ["200 result=0"]

@@ -1,0 +1,189 @@
+"""The sans-IO AGI layer against what Asterisk's res_agi.c really sends (transcripts and source)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dialguard.asterisk.agi_protocol import (
+    EnvironmentReader,
+    HangupNotice,
+    LineSplitter,
+    LineTooLong,
+    ProtocolError,
+    Reply,
+    ReplyReader,
+    digit_of,
+    encode_command,
+    parse_reply,
+    request_from_env,
+)
+from tests.fakes.asterisk_agi import parse_args
+
+TRANSCRIPTS = Path(__file__).parent / "transcripts"
+
+
+def transcript(name: str) -> tuple[list[str], list[str]]:
+    """(lines from Asterisk, lines from the gate) of a recorded session."""
+    asterisk, gate = [], []
+    for line in (TRANSCRIPTS / name).read_text().splitlines():
+        if line.startswith("< "):
+            asterisk.append(line[2:])
+        elif line == "<":
+            asterisk.append("")
+        elif line.startswith("> "):
+            gate.append(line[2:])
+    return asterisk, gate
+
+
+def test_environment_block_from_a_real_session() -> None:
+    asterisk, _ = transcript("check_allow.txt")
+    splitter = LineSplitter(max_line_bytes=8192)
+    # Asterisk writes line by line: feed it in awkward chunks to prove nothing depends on packet edges.
+    data = ("\n".join(asterisk) + "\n").encode()
+    lines = [line for i in range(0, len(data), 7) for line in splitter.feed(data[i : i + 7])]
+    env = EnvironmentReader(max_lines=200)
+    rest = iter(lines)
+    for line in rest:
+        env.feed_line(line)
+        if env.done:
+            break
+    request = env.request()
+    assert request.route == "check"
+    assert request.args == ("+48601234567", "spring")
+    assert request.env["agi_extension"] == "0048601234567"
+    assert request.env["agi_accountcode"] == ""  # "agi_accountcode: " with nothing after the space
+    assert request.uniqueid == "1763900000.7"
+    # What follows the block is replies, and the reader makes sense of all of them, HANGUP included.
+    replies = ReplyReader()
+    events = [e for line in rest if (e := replies.feed_line(line)) is not None]
+    assert events == [
+        parse_reply("200 result=1"),
+        HangupNotice(),
+        parse_reply("200 result=1"),
+        parse_reply("200 result=1"),
+        parse_reply("511 Command Not Permitted on a dead channel or intercept routine"),
+    ]
+
+
+def test_the_commands_we_send_read_back_as_asterisk_parses_them() -> None:
+    _, gate = transcript("check_allow.txt")
+    assert encode_command("SET VARIABLE", ["DIALGUARD_REASON", "ok"]).decode().rstrip("\n") == gate[1]
+    assert parse_args(gate[2]) == ["VERBOSE", "dialguard: allowed", "1"]
+
+
+def test_route_and_query_from_the_script_path() -> None:
+    env = {"agi_network_script": "check?tenant=acme&x=1", "agi_arg_1": "", "agi_arg_2": "c"}
+    request = request_from_env(env)
+    assert (request.route, request.args, dict(request.query)) == (
+        "check",
+        ("", "c"),
+        {"tenant": "acme", "x": "1"},
+    )
+
+
+def test_route_from_agi_request_when_no_script_line() -> None:
+    assert request_from_env({"agi_request": "agi://10.0.0.5:4573/announce?lang=pl"}).route == "announce"
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "result", "data", "extras"),
+    [
+        ("200 result=1", 200, "1", None, {}),
+        ("200 result=0", 200, "0", None, {}),
+        ("200 result=1 (+48 601 (mobile))", 200, "1", "+48 601 (mobile)", {}),
+        ("200 result=49 endpos=12960", 200, "49", None, {"endpos": "12960"}),
+        ("200 result=-1 endpos=0", 200, "-1", None, {"endpos": "0"}),
+        ("200 result=0 (timeout)", 200, "0", "timeout", {}),
+        ("200 result=35 (dtmf) endpos=4000", 200, "35", "dtmf", {"endpos": "4000"}),
+        ("510 Invalid or unknown command", 510, None, None, {}),
+        ("511 Command Not Permitted on a dead channel or intercept routine", 511, None, None, {}),
+    ],
+)
+def test_reply_shapes_asterisk_sends(
+    line: str, code: int, result: str | None, data: str | None, extras: dict[str, str]
+) -> None:
+    reply = parse_reply(line)
+    assert (reply.code, reply.result, reply.data, dict(reply.extras)) == (code, result, data, extras)
+
+
+def test_usage_block_is_one_reply() -> None:
+    reader = ReplyReader()
+    lines = [
+        "520-Invalid command syntax.  Proper usage follows:",
+        " Usage: SET VARIABLE <variablename> <value>",
+        "520 End of proper usage.",
+        "200 result=1",
+    ]
+    events = [reader.feed_line(line) for line in lines]
+    assert events[:2] == [None, None]
+    assert isinstance(events[2], Reply) and events[2].code == 520 and "Usage" in events[2].text
+    assert events[3] == parse_reply("200 result=1")  # in step again after the block
+
+
+@pytest.mark.parametrize("line", ["hello", "20 result=1", "200 nothing", ""])
+def test_malformed_reply_lines_are_protocol_errors(line: str) -> None:
+    with pytest.raises(ProtocolError):
+        ReplyReader().feed_line(line)
+
+
+def test_a_usage_block_that_never_ends_is_refused() -> None:
+    reader = ReplyReader()
+    reader.feed_line("520-Invalid command syntax.  Proper usage follows:")
+    for _ in range(ReplyReader.MAX_USAGE_LINES - 1):  # the 520- line counts too
+        assert reader.feed_line(" more usage") is None
+    with pytest.raises(ProtocolError):
+        reader.feed_line(" more usage")
+
+
+@pytest.mark.parametrize("line", ["agi_network yes", "hello: world", "agi bad: x", "GET VARIABLE X"])
+def test_malformed_environment_lines_are_refused(line: str) -> None:
+    with pytest.raises(ProtocolError):
+        EnvironmentReader(max_lines=10).feed_line(line)
+
+
+def test_environment_block_is_bounded() -> None:
+    env = EnvironmentReader(max_lines=3)
+    for i in range(3):
+        env.feed_line(f"agi_arg_{i + 1}: x")
+    with pytest.raises(ProtocolError, match="longer than 3 lines"):
+        env.feed_line("agi_arg_4: x")
+
+
+def test_incomplete_environment_has_no_request() -> None:
+    env = EnvironmentReader(max_lines=10)
+    env.feed_line("agi_network: yes")
+    with pytest.raises(ProtocolError):
+        env.request()
+
+
+def test_overlong_lines_are_refused_even_without_a_newline() -> None:
+    splitter = LineSplitter(max_line_bytes=16)
+    with pytest.raises(LineTooLong):
+        splitter.feed(b"x" * 17)
+    with pytest.raises(LineTooLong):
+        LineSplitter(max_line_bytes=16).feed(b"y" * 20 + b"\n")
+    assert LineSplitter(max_line_bytes=16).feed(b"z" * 16 + b"\n") == ["z" * 16]
+
+
+def test_line_breaks_cannot_smuggle_a_second_command() -> None:
+    with pytest.raises(ValueError, match="line breaks"):
+        encode_command("SET VARIABLE", ["X", "a\nHANGUP"])
+
+
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=60)
+)
+def test_any_value_survives_asterisks_parser(value: str) -> None:
+    line = encode_command("SET VARIABLE", ["DIALGUARD_REASON", value]).decode().rstrip("\n")
+    assert parse_args(line) == ["SET", "VARIABLE", "DIALGUARD_REASON", value]
+
+
+@pytest.mark.parametrize(
+    ("result", "digit"), [(49, "1"), (48, "0"), (35, "#"), (42, "*"), (0, None), (-1, None)]
+)
+def test_digits_come_as_ascii_codes(result: int, digit: str | None) -> None:
+    assert digit_of(result) == digit
