@@ -4,9 +4,10 @@ which leave unhandled exceptions behind (as asyncpg's own test base does)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from dialguard.store.db import create_pool, start_embedded
 from dialguard.store.migrate import migrate
+from tests.fakes.proxy import CuttableProxy
 
 TEST_DSN_ENV = "DIALGUARD_TEST_DSN"
 
@@ -110,20 +112,29 @@ async def pool(session_pool: asyncpg.Pool) -> asyncpg.Pool:
 
 
 @pytest.fixture(autouse=True)
-def _fail_on_unhandled_loop_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail the test when the event loop reported an exception nobody handled."""
+async def _fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
+    """Fail the test when the event loop reported an exception nobody handled (a lost task)."""
+    loop = asyncio.get_running_loop()
     errors: list[dict[str, Any]] = []
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        yield
-        return
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     try:
         yield
+        gc.collect()  # a task that died unobserved reports only when collected
+        await asyncio.sleep(0)
     finally:
         loop.set_exception_handler(previous)
     if errors:
         messages = "; ".join(str(e.get("exception") or e.get("message")) for e in errors)
         pytest.fail(f"the event loop saw unhandled exceptions: {messages}")
+
+
+@pytest.fixture
+async def proxied(db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[tuple[CuttableProxy, asyncpg.Pool]]:
+    proxy = CuttableProxy.for_dsn(db_dsn)
+    await proxy.start()
+    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    yield proxy, through
+    proxy.restore()
+    through.terminate()
+    await proxy.close()

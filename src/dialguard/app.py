@@ -1,0 +1,113 @@
+"""Composition root for ``dialguard serve``: every component is built and wired here, and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import asyncpg
+from aiohttp import web
+
+from dialguard.asterisk.agi_routes import agi_routes
+from dialguard.asterisk.agi_server import AgiServer
+from dialguard.clock import Clock, system_clock
+from dialguard.config import Settings
+from dialguard.gate import Gate
+from dialguard.policy.model import Purpose
+from dialguard.policy.rulebook import RuleBook
+from dialguard.rules.loader import load_rulebook
+from dialguard.store.db import create_pool, resolve_dsn
+from dialguard.store.decisions import seal
+from dialguard.store.migrate import migrate
+from dialguard.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+SEAL_EVERY = 10.0  # seconds between checkpoints of the decision log
+
+
+def build_rulebook(settings: Settings) -> RuleBook:
+    return load_rulebook(settings.rules.overrides, settings.rules.pack_dir)
+
+
+def build_gate(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> Gate:
+    shadow = None
+    if settings.rules.shadow_pack_dir is not None:
+        shadow = load_rulebook(settings.rules.overrides, settings.rules.shadow_pack_dir)
+    return Gate(
+        pool=pool,
+        rulebook=build_rulebook(settings),
+        clock=clock,
+        default_region=settings.numbers.default_region,
+        dial_prefix=settings.numbers.dial_prefix,
+        default_campaign=settings.campaigns.default,
+        default_purpose=Purpose(settings.campaigns.default_purpose),
+        fact_timeout=settings.gate.fact_timeout,
+        writer=settings.gate.writer or None,
+        shadow_rulebook=shadow,
+    )
+
+
+async def seal_forever(pool: asyncpg.Pool, every: float = SEAL_EVERY) -> None:
+    """Checkpoint the decision log in the background; a database outage only delays it."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with pool.acquire() as conn:
+                await seal(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("could not seal the decision log now (will retry): %s", exc)
+
+
+async def serve(
+    settings: Settings, *, clock: Clock = system_clock, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set): FastAGI, HTTP, and the sealer, in one TaskGroup."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    dsn = await resolve_dsn(settings.database)
+    pool = await create_pool(
+        dsn, size=settings.database.pool_size, command_timeout=settings.database.command_timeout
+    )
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        gate = build_gate(settings, pool, clock)
+        agi = AgiServer(
+            routes=agi_routes(gate=gate),
+            host=settings.agi.host,
+            port=settings.agi.port,
+            allow=settings.agi.allow,
+            read_timeout=settings.agi.read_timeout,
+            session_timeout=settings.agi.session_timeout,
+            max_line_bytes=settings.agi.max_line_bytes,
+        )
+        runner = web.AppRunner(create_app(settings=settings, pool=pool, gate=gate))
+        await runner.setup()
+        try:
+            await agi.start()
+            site = web.TCPSite(runner, settings.http.host, settings.http.port)
+            await site.start()
+            log.info(
+                "dialguard ready: FastAGI on %s:%d, HTTP on %s:%d, rules %s",
+                settings.agi.host,
+                agi.port,
+                settings.http.host,
+                settings.http.port,
+                gate.rulebook.version[:12],
+            )
+            async with asyncio.TaskGroup() as tg:
+                sealer = tg.create_task(seal_forever(pool))
+                await stop.wait()
+                sealer.cancel()
+        finally:
+            log.info("dialguard stopping")
+            await agi.close()
+            await runner.cleanup()
+    finally:
+        await pool.close()

@@ -1,0 +1,267 @@
+"""The gate: facts -> policy -> stored decision. The one entry for AGI, HTTP and the CLI.
+
+Fail-closed: when the facts cannot be read in time, the call is blocked with ``gate.unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from dialguard.clock import Clock
+from dialguard.numbers import InvalidNumber, NumberFacts, parse_number
+from dialguard.policy.engine import evaluate
+from dialguard.policy.model import CallFacts, Campaign, Decision, EffectiveRules, Purpose, Reason, Verdict
+from dialguard.policy.rulebook import RuleBook
+from dialguard.store.db import Connection
+from dialguard.store.decisions import insert_decision
+from dialguard.store.facts import StoredFacts, lock_number, read_facts
+
+log = logging.getLogger(__name__)
+
+# What a failure to read facts looks like from outside: transport, server, pool or deadline trouble.
+FACT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    number: str
+    campaign: str | None = None
+    record: bool = False  # True: the call will be placed, so it counts as an attempt
+    lead_subdivision: str | None = None
+    at: datetime | None = None  # dry runs may ask about another instant
+    channel: str = "cli"  # agi, http, cli: kept as evidence
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """A decision with everything the outside world is told about it."""
+
+    call_id: uuid.UUID
+    number: NumberFacts | InvalidNumber
+    campaign: str
+    decision: Decision
+    rules_version: str
+    decided_at: datetime
+    recorded: bool
+    purpose: Purpose = Purpose.MARKETING
+    stored: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.decision.verdict
+
+    @property
+    def number_text(self) -> str:
+        return self.number.e164 if isinstance(self.number, NumberFacts) else self.number.raw
+
+    def to_json(self) -> dict[str, Any]:
+        """The decision JSON of the contract (API, ``check --json``, evidence)."""
+        d = self.decision
+        return {
+            "call_id": str(self.call_id),
+            "number": self.number_text,
+            "campaign": self.campaign,
+            "verdict": str(d.verdict),
+            "reason": d.reason,
+            "reasons": [{"code": r.code, "passed": r.passed, "detail": r.detail} for r in d.reasons],
+            "next_callable_at": d.next_callable_at.isoformat() if d.next_callable_at else None,
+            "rules_version": self.rules_version,
+            "decided_at": self.decided_at.isoformat(),
+            "recorded": self.recorded,
+            **self.extra,
+        }
+
+
+def default_writer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        rulebook: RuleBook,
+        clock: Clock,
+        default_region: str = "US",
+        dial_prefix: str = "9",
+        default_campaign: str = "default",
+        default_purpose: Purpose = Purpose.MARKETING,
+        fact_timeout: float = 2.0,
+        writer: str | None = None,
+        shadow_rulebook: RuleBook | None = None,
+    ) -> None:
+        self.pool = pool
+        self.rulebook = rulebook
+        self.clock = clock
+        self.default_region = default_region
+        self.dial_prefix = dial_prefix
+        self.default_campaign = default_campaign
+        self.default_purpose = default_purpose
+        self.fact_timeout = fact_timeout
+        self.writer = writer or default_writer_name()
+        self.shadow_rulebook = shadow_rulebook
+        self.shadow_differences = 0
+
+    def parse(self, raw: str) -> NumberFacts | InvalidNumber:
+        return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
+
+    async def check(self, request: CheckRequest) -> GateDecision:
+        now = request.at or self.clock()
+        campaign_name = request.campaign or self.default_campaign
+        number = self.parse(request.number)
+        call_id = uuid.uuid4()
+        if isinstance(number, InvalidNumber):
+            facts = CallFacts(request.number, number, campaign_name, None, now)
+            result = GateDecision(call_id, number, campaign_name, evaluate(facts, None), "", now, False)
+            return await self._store_invalid(result)
+        rules = self.rulebook.rules_for(number, lead_subdivision=request.lead_subdivision)
+        try:
+            async with asyncio.timeout(self.fact_timeout):
+                return await self._decide(call_id, number, campaign_name, rules, now, request)
+        except FACT_ERRORS as exc:
+            # No facts, no call. The cause is logged once here; the decision carries it as evidence.
+            log.warning("gate unavailable, blocking call %s: %s", call_id, _describe(exc))
+            decision = Decision(
+                Verdict.BLOCK,
+                (Reason("gate.unavailable", False, {"cause": _describe(exc)}),),
+            )
+            return GateDecision(
+                call_id, number, campaign_name, decision, rules.version, now, False, stored=False
+            )
+
+    async def _decide(
+        self,
+        call_id: uuid.UUID,
+        number: NumberFacts,
+        campaign_name: str,
+        rules: EffectiveRules,
+        now: datetime,
+        request: CheckRequest,
+    ) -> GateDecision:
+        lookback = _longest_cap(rules)
+        since = now - lookback if lookback else None
+        async with self.pool.acquire() as conn:
+            # Caps are decided under the number's lock so two gateways cannot both take the last slot;
+            # without a cap (or for a dry run) the attempt count cannot change the answer: no lock.
+            if request.record and lookback:
+                async with conn.transaction():
+                    await lock_number(conn, number.e164)
+                    stored = await read_facts(
+                        conn, number=number.e164, campaign=campaign_name, attempts_since=since
+                    )
+                    result = self._judge(call_id, number, campaign_name, rules, now, request, stored)
+                    await self._insert(conn, result)
+                    return result
+            stored = await read_facts(conn, number=number.e164, campaign=campaign_name, attempts_since=since)
+            result = self._judge(call_id, number, campaign_name, rules, now, request, stored)
+            await self._insert(conn, result)
+            return result
+
+    def _campaign(self, name: str, stored: Campaign | None) -> Campaign | None:
+        if stored is None and name == self.default_campaign:
+            # The default campaign exists implicitly until an administrator defines it.
+            return Campaign(name, self.default_purpose)
+        return stored
+
+    def _judge(
+        self,
+        call_id: uuid.UUID,
+        number: NumberFacts,
+        campaign_name: str,
+        rules: EffectiveRules,
+        now: datetime,
+        request: CheckRequest,
+        stored: StoredFacts,
+    ) -> GateDecision:
+        facts = CallFacts(
+            raw_number=request.number,
+            number=number,
+            campaign_name=campaign_name,
+            campaign=self._campaign(campaign_name, stored.campaign),
+            now=now,
+            dnc_hits=stored.dnc_hits,
+            consents=stored.consents,
+            attempts=stored.attempts,
+            lead_subdivision=request.lead_subdivision,
+        )
+        decision = evaluate(facts, rules)
+        extra: dict[str, Any] = {"channel": request.channel}
+        if self.shadow_rulebook is not None:
+            extra.update(self._shadow(facts, decision))
+        purpose = facts.campaign.purpose if facts.campaign else Purpose.MARKETING
+        return GateDecision(
+            call_id, number, campaign_name, decision, rules.version, now, request.record, purpose, extra=extra
+        )
+
+    def _shadow(self, facts: CallFacts, enforced: Decision) -> dict[str, Any]:
+        """Judge again by the candidate rules; report differences, never enforce them."""
+        assert self.shadow_rulebook is not None and isinstance(facts.number, NumberFacts)
+        rules = self.shadow_rulebook.rules_for(facts.number, lead_subdivision=facts.lead_subdivision)
+        candidate = evaluate(facts, rules)
+        if candidate.verdict == enforced.verdict and candidate.codes == enforced.codes:
+            return {}
+        self.shadow_differences += 1
+        log.info(
+            "shadow rules differ: enforced %s (%s), candidate %s (%s)",
+            enforced.verdict,
+            enforced.reason,
+            candidate.verdict,
+            candidate.reason,
+        )
+        return {
+            "shadow": {
+                "rules_version": rules.version,
+                "verdict": str(candidate.verdict),
+                "reason": candidate.reason,
+                "codes": list(candidate.codes),
+            }
+        }
+
+    async def _insert(self, conn: Connection, result: GateDecision) -> None:
+        await insert_decision(
+            conn,
+            call_id=result.call_id,
+            number=result.number_text,
+            campaign=result.campaign,
+            purpose=str(result.purpose),
+            verdict=str(result.verdict),
+            reason=result.decision.reason,
+            body=result.to_json(),
+            rules_version=result.rules_version,
+            decided_at=result.decided_at,
+            recorded=result.recorded,
+            writer=self.writer,
+        )
+
+    async def _store_invalid(self, result: GateDecision) -> GateDecision:
+        """An unparsable number is blocked whatever happens; it is stored when the database allows."""
+        try:
+            async with asyncio.timeout(self.fact_timeout), self.pool.acquire() as conn:
+                await self._insert(conn, result)
+        except FACT_ERRORS as exc:
+            log.warning("could not store decision %s (invalid number): %s", result.call_id, _describe(exc))
+            return dataclasses.replace(result, stored=False)
+        return result
+
+
+def _longest_cap(rules: EffectiveRules) -> timedelta | None:
+    periods = [cap.period for layer in rules.layers for cap in layer.frequency_caps]
+    return max(periods) if periods else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout reading facts"
+    return f"{type(exc).__name__}: {exc}"[:200]

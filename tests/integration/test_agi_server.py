@@ -1,0 +1,324 @@
+"""The FastAGI server on a real socket, driven by a fake Asterisk that behaves as res_agi.c does."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from dialguard.asterisk.agi_routes import agi_routes
+from dialguard.asterisk.agi_server import AgiServer, AgiSession, Handler
+from dialguard.clock import fixed_clock
+from dialguard.gate import Gate
+from dialguard.policy.model import Purpose
+from dialguard.store import consent, dnc
+from tests.fakes.asterisk_agi import Channel, FakeAsterisk
+from tests.fakes.proxy import CuttableProxy
+from tests.fakes.rules import simple_rulebook
+
+NOON = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 16:00 in Warsaw
+PL_MOBILE = "+48601234567"
+
+ServerFactory = Callable[..., Awaitable[AgiServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[ServerFactory]:
+    servers: list[AgiServer] = []
+
+    async def start(routes: Mapping[str, Handler], **kw: object) -> AgiServer:
+        server = AgiServer(routes=routes, host="127.0.0.1", port=0, **kw)  # type: ignore[arg-type]
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+def gate_for(pool: asyncpg.Pool) -> Gate:
+    return Gate(pool=pool, rulebook=simple_rulebook(), clock=fixed_clock(NOON), default_region="PL")
+
+
+async def test_check_allows_a_consented_number_and_sets_every_variable(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    async with pool.acquire() as conn:
+        await consent.grant_consent(
+            conn, number=PL_MOBILE, kind="express", source="web_form", purpose=Purpose.MARKETING,
+            granted_at=NOON - timedelta(days=1),
+        )  # fmt: skip
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check", "0048 601 234 567", "default")
+    v = run.variables
+    assert run.status == "SUCCESS"
+    assert v["DIALGUARD_VERDICT"] == "ALLOW"
+    assert v["DIALGUARD_REASON"] == "ok"
+    assert v["DIALGUARD_NUMBER"] == PL_MOBILE
+    assert v["DIALGUARD_LANG"] == "pl"
+    assert v["DIALGUARD_NEXT_CALLABLE"] == ""
+    assert "consent.valid" in v["DIALGUARD_REASONS"].split(",")
+    # The verdict is the last thing set: a session cut short leaves it empty and the dialplan blocks.
+    assert run.commands[-1][:3] == ["SET", "VARIABLE", "DIALGUARD_VERDICT"]
+    async with pool.acquire() as conn:
+        stored = await conn.fetchrow(
+            "SELECT verdict, body->>'channel' AS channel FROM decisions WHERE call_id = $1",
+            uuid.UUID(v["DIALGUARD_CALL_ID"]),
+        )
+    assert stored is not None and stored["verdict"] == "ALLOW" and stored["channel"] == "agi"
+
+
+async def test_check_blocks_a_number_on_the_internal_list(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    async with pool.acquire() as conn:
+        await dnc.add_dnc(conn, number=PL_MOBILE, source="complaint")
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE)
+    assert run.variables["DIALGUARD_VERDICT"] == "BLOCK"
+    assert run.variables["DIALGUARD_REASON"] == "dnc.internal"
+
+
+async def test_number_defaults_to_the_extension_dialled(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi(
+        "check", "", channel=Channel(extension="601234567")
+    )
+    assert run.variables["DIALGUARD_NUMBER"] == PL_MOBILE
+    assert run.variables["DIALGUARD_REASON"] == "consent.missing"
+
+
+async def test_unparsable_number_blocks_with_number_invalid(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check", "call-me-maybe")
+    assert (run.variables["DIALGUARD_VERDICT"], run.variables["DIALGUARD_REASON"]) == (
+        "BLOCK",
+        "number.invalid",
+    )
+    assert run.variables["DIALGUARD_NUMBER"] == ""
+
+
+async def test_unknown_campaign_blocks(pool: asyncpg.Pool, start_server: ServerFactory) -> None:
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE, "no-such-campaign")
+    assert run.variables["DIALGUARD_REASON"] == "campaign.unknown"
+
+
+async def test_database_gone_blocks_with_gate_unavailable_then_recovers(
+    proxied: tuple[CuttableProxy, asyncpg.Pool], start_server: ServerFactory
+) -> None:
+    proxy, through = proxied
+    gate = Gate(
+        pool=through,
+        rulebook=simple_rulebook(),
+        clock=fixed_clock(NOON),
+        default_region="PL",
+        fact_timeout=1.0,
+    )
+    asterisk = FakeAsterisk("127.0.0.1", (await start_server(agi_routes(gate=gate))).port)
+    proxy.cut()
+    run = await asterisk.agi("check", PL_MOBILE)
+    assert (run.variables["DIALGUARD_VERDICT"], run.variables["DIALGUARD_REASON"]) == (
+        "BLOCK",
+        "gate.unavailable",
+    )
+    proxy.restore()
+    for _ in range(5):  # the pool replaces broken connections by itself
+        run = await asterisk.agi("check", PL_MOBILE)
+        if run.variables["DIALGUARD_REASON"] != "gate.unavailable":
+            break
+    assert run.variables["DIALGUARD_REASON"] == "consent.missing"
+
+
+async def test_hangup_mid_session_still_sets_the_verdict(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    """SET VARIABLE is dead-safe in res_agi: after HANGUP the dialplan's h extension can still read it."""
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi(
+        "check", PL_MOBILE, channel=Channel(hangup_after=2)
+    )
+    assert run.status == "HANGUP"
+    assert "HANGUP" in run.replies
+    assert run.variables["DIALGUARD_VERDICT"] == "BLOCK"
+    assert server.stats["hung_up"] == 1
+
+
+# ---------------------------------------------------------------- protocol edge cases, with plain handlers
+
+
+async def noop(session: AgiSession) -> None:
+    await session.set_variable("SEEN", session.request.route)
+
+
+async def test_unknown_route_answers_with_verbose_and_ends(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("chekc")
+    assert run.status == "SUCCESS"
+    assert len(run.verbose) == 1 and "chekc" in run.verbose[0] and "check" in run.verbose[0]
+    assert run.variables == {}
+    assert server.stats["unknown_route"] == 1
+
+
+async def test_511_after_hangup_ends_the_session_cleanly(start_server: ServerFactory) -> None:
+    async def prompt_after_hangup(session: AgiSession) -> None:
+        await session.set_variable("A", "1")
+        await session.stream_file("dialguard/notice", "1", reply_within=5)
+
+    server = await start_server({"r": prompt_after_hangup})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r", channel=Channel(hangup_after=1))
+    assert run.replies[-1].startswith("511 ")
+    assert server.stats["hung_up"] == 1
+
+
+async def test_hangup_while_the_prompt_plays(start_server: ServerFactory) -> None:
+    seen: list[object] = []
+
+    async def prompt(session: AgiSession) -> None:
+        seen.append(await session.stream_file("dialguard/notice", "1", reply_within=5))
+        # res_agi sends HANGUP at the top of its loop, after the reply: it is seen with the next command.
+        seen.append(session.hung_up)
+        await session.set_variable("AFTER", "yes")  # dead-safe: still works
+        seen.append(session.hung_up)
+
+    server = await start_server({"r": prompt})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r", channel=Channel(hangup_in_prompt=1))
+    result = seen[0]
+    assert result.failed and result.digit is None  # type: ignore[attr-defined]
+    assert seen[1:] == [False, True]
+    assert run.variables["AFTER"] == "yes" and run.status == "HANGUP"
+
+
+async def test_digit_pressed_during_a_prompt(start_server: ServerFactory) -> None:
+    seen: list[object] = []
+
+    async def prompt(session: AgiSession) -> None:
+        seen.append(await session.stream_file("dialguard/notice", "19", reply_within=5))
+        seen.append(await session.wait_for_digit(3000))
+
+    server = await start_server({"r": prompt})
+    await FakeAsterisk("127.0.0.1", server.port).agi("r", channel=Channel(dtmf=["9"]))
+    assert seen[0].digit == "9" and not seen[0].failed  # type: ignore[attr-defined]
+    assert seen[1].digit is None  # type: ignore[attr-defined]
+
+
+async def test_520_usage_block_is_a_logged_command_error(start_server: ServerFactory) -> None:
+    async def wrong(session: AgiSession) -> None:
+        await session.execute("SET VARIABLE", "ONLY_A_NAME")
+
+    server = await start_server({"r": wrong})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
+    assert run.replies[0].startswith("520-") and run.replies[-1] == "520 End of proper usage."
+    assert server.stats["command_error"] == 1
+
+
+async def test_get_variable_set_and_unset(start_server: ServerFactory) -> None:
+    seen: list[str | None] = []
+
+    async def read(session: AgiSession) -> None:
+        seen.append(await session.get_variable("CAMPAIGN"))
+        seen.append(await session.get_variable("MISSING"))
+
+    server = await start_server({"r": read})
+    await FakeAsterisk("127.0.0.1", server.port).agi(
+        "r", channel=Channel(variables={"CAMPAIGN": "spring (2026)"})
+    )
+    assert seen == ["spring (2026)", None]
+
+
+async def raw_session(port: int, payload: bytes, *, then_wait: float = 5.0) -> bytes:
+    """Send raw bytes as a misbehaving peer would, and return what the server sent before closing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    try:
+        async with asyncio.timeout(then_wait):
+            return await reader.read()
+    except ConnectionResetError:
+        return b""  # the server closed with our bytes unread: the kernel answers with a reset
+    finally:
+        writer.close()
+
+
+async def test_silent_peer_times_out_without_stalling_others(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop}, read_timeout=1.0)
+    silent = asyncio.create_task(raw_session(server.port, b""))
+    half = asyncio.create_task(raw_session(server.port, b"agi_network: yes\nagi_network_script: check\n"))
+    await asyncio.sleep(0.1)
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check")  # served while the others hang
+    assert run.variables == {"SEEN": "check"}
+    assert not silent.done() and not half.done()
+    assert await silent == b"" and await half == b""  # closed by the server's deadline
+    assert server.stats["timeout"] == 2 and server.stats["ok"] == 1
+
+
+async def test_peer_closing_inside_the_environment_block(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop})
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"agi_network: yes\nagi_network_scr")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(50):
+        if server.stats["peer_closed"]:
+            break
+        await asyncio.sleep(0.02)
+    assert server.stats["peer_closed"] == 1
+    assert (await FakeAsterisk("127.0.0.1", server.port).agi("check")).variables == {"SEEN": "check"}
+
+
+async def test_overlong_line_is_refused(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop}, max_line_bytes=256)
+    sent = await raw_session(server.port, b"agi_network: yes\nagi_arg_1: " + b"9" * 10_000 + b"\n\n")
+    assert sent == b""
+    assert server.stats["protocol_error"] == 1
+
+
+async def test_garbage_instead_of_an_environment_is_refused(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop})
+    sent = await raw_session(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sent == b""
+    assert server.stats["protocol_error"] == 1
+
+
+async def test_malformed_reply_ends_the_session(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop})
+    env = FakeAsterisk("127.0.0.1", server.port).environment("check", [], Channel())
+    sent = await raw_session(server.port, env + b"200 result=1\n")  # a reply before any command...
+    assert sent.startswith(b"SET VARIABLE")  # ...is read as the reply to our first command: harmless
+    server2 = await start_server({"check": noop})
+    sent = await raw_session(server2.port, env + b"OK then\n")
+    assert server2.stats["protocol_error"] == 1
+
+
+async def test_peer_outside_the_allow_list_is_closed_unread(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop}, allow=["10.0.0.0/8"])
+    env = FakeAsterisk("127.0.0.1", server.port).environment("check", [], Channel())
+    assert await raw_session(server.port, env) == b""
+    assert server.stats["refused"] == 1 and server.stats["sessions"] == 0
+
+
+def test_allow_list_matches_ipv4_mapped_ipv6() -> None:
+    server = AgiServer(routes={}, allow=["192.0.2.0/24"])
+    assert server.allowed("::ffff:192.0.2.7")
+    assert server.allowed("192.0.2.7")
+    assert not server.allowed("198.51.100.1")
+    assert not server.allowed("not-an-address")
+
+
+async def test_many_concurrent_sessions(pool: asyncpg.Pool, start_server: ServerFactory) -> None:
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    asterisk = FakeAsterisk("127.0.0.1", server.port)
+    runs = await asyncio.gather(*(asterisk.agi("check", f"+4860123{i:04d}") for i in range(40)))
+    assert all(r.variables["DIALGUARD_VERDICT"] == "BLOCK" for r in runs)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM decisions") == 40

@@ -1,0 +1,190 @@
+"""The gate against a real PostgreSQL: facts are read, the policy runs, the decision is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from dialguard.clock import fixed_clock
+from dialguard.gate import CheckRequest, Gate
+from dialguard.policy.model import Purpose, Verdict
+from dialguard.store import campaigns, consent, dnc
+from dialguard.store.db import create_pool
+from dialguard.store.decisions import seal, verify
+from tests.fakes.proxy import CuttableProxy
+from tests.fakes.rules import simple_rulebook
+
+# 15:00 UTC is 16:00 in Warsaw: inside an 8-21 window.
+NOON = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+PL_MOBILE = "+48601234567"
+
+
+def make_gate(pool: asyncpg.Pool, **kw: object) -> Gate:
+    rulebook = kw.pop("rulebook", None) or simple_rulebook()
+    return Gate(pool=pool, rulebook=rulebook, clock=fixed_clock(NOON), default_region="PL", **kw)  # type: ignore[arg-type]
+
+
+async def test_dnc_blocks_with_the_list_as_evidence(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await dnc.add_dnc(conn, number=PL_MOBILE, source="complaint")
+    result = await make_gate(pool).check(CheckRequest("+48 601 234 567"))
+    assert result.verdict is Verdict.BLOCK
+    assert result.decision.reason == "dnc.internal"
+    dnc_reason = next(r for r in result.decision.reasons if r.code == "dnc.internal")
+    assert dnc_reason.detail["source"] == "complaint"
+    assert result.decision.next_callable_at is None  # waiting does not cure a DNC entry
+
+
+async def test_consented_number_inside_hours_is_allowed_and_stored(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        cid = await consent.grant_consent(
+            conn,
+            number=PL_MOBILE,
+            kind="express",
+            source="web_form",
+            purpose=Purpose.MARKETING,
+            granted_at=NOON - timedelta(days=3),
+        )
+    result = await make_gate(pool).check(CheckRequest("0048601234567", record=True, channel="agi"))
+    assert result.verdict is Verdict.ALLOW, result.decision.reasons
+    assert result.decision.reason == "ok"
+    consent_reason = next(r for r in result.decision.reasons if r.code == "consent.valid")
+    assert consent_reason.detail["consent_id"] == cid
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM decisions WHERE call_id = $1", result.call_id)
+        attempts = await conn.fetchval("SELECT count(*) FROM attempts WHERE call_id = $1", result.call_id)
+    assert row["verdict"] == "ALLOW" and row["number"] == PL_MOBILE and row["recorded"]
+    assert row["body"]["reasons"][0]["code"] == "number.ok"
+    assert attempts == 1
+
+
+async def test_dry_run_is_stored_but_not_counted(pool: asyncpg.Pool) -> None:
+    gate = make_gate(pool, rulebook=simple_rulebook(consent_for=()))
+    result = await gate.check(CheckRequest(PL_MOBILE))
+    assert result.verdict is Verdict.ALLOW
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM decisions") == 1
+        assert await conn.fetchval("SELECT count(*) FROM attempts") == 0
+
+
+async def test_revoked_consent_blocks_the_next_check(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await consent.grant_consent(
+            conn,
+            number=PL_MOBILE,
+            kind="express",
+            source="api",
+            purpose=Purpose.MARKETING,
+            granted_at=NOON - timedelta(days=1),
+        )
+        await consent.revoke_consent(conn, number=PL_MOBILE, source="dtmf")
+    # The revocation happened "now" in database time, which is after NOON only in real life:
+    # judge at the real present so the revocation is in the past.
+    gate = Gate(
+        pool=pool,
+        rulebook=simple_rulebook(start=datetime.min.time(), end=datetime.max.time()),
+        clock=lambda: datetime.now(UTC),
+        default_region="PL",
+    )
+    result = await gate.check(CheckRequest(PL_MOBILE))
+    assert result.decision.reason == "consent.revoked"
+
+
+async def test_unparsable_number_blocks_and_is_stored(pool: asyncpg.Pool) -> None:
+    result = await make_gate(pool).check(CheckRequest("call me maybe"))
+    assert result.verdict is Verdict.BLOCK
+    assert result.decision.codes == ("number.invalid",)
+    assert result.stored
+
+
+async def test_unknown_campaign_blocks_but_still_shows_every_check(pool: asyncpg.Pool) -> None:
+    result = await make_gate(pool).check(CheckRequest(PL_MOBILE, campaign="no-such-campaign"))
+    assert result.verdict is Verdict.BLOCK
+    assert result.decision.reason == "campaign.unknown"
+    assert {"dnc.clear", "hours.within_window"} <= set(result.decision.codes)
+
+
+async def test_default_campaign_is_marketing_unless_defined(pool: asyncpg.Pool) -> None:
+    gate = make_gate(pool)
+    assert (await gate.check(CheckRequest(PL_MOBILE))).decision.reason == "consent.missing"
+    async with pool.acquire() as conn:
+        await campaigns.add_campaign(conn, name="default", purpose=Purpose.INFORMATIONAL)
+    assert (await gate.check(CheckRequest(PL_MOBILE))).verdict is Verdict.ALLOW
+
+
+async def test_frequency_cap_counts_recorded_attempts(pool: asyncpg.Pool) -> None:
+    gate = make_gate(pool, rulebook=simple_rulebook(consent_for=(), cap=(2, timedelta(hours=24))))
+    verdicts = [(await gate.check(CheckRequest(PL_MOBILE, record=True))).verdict for _ in range(3)]
+    assert verdicts == [Verdict.ALLOW, Verdict.ALLOW, Verdict.BLOCK]
+    blocked = await gate.check(CheckRequest(PL_MOBILE))
+    assert blocked.decision.reason == "frequency.cap"
+    assert blocked.decision.next_callable_at == NOON + timedelta(hours=24)
+
+
+async def test_concurrent_checks_at_the_cap_allow_exactly_the_cap(pool: asyncpg.Pool, db_dsn: str) -> None:
+    # Two pools stand in for two gateways: the number's lock lives in PostgreSQL, not in a process.
+    other = await create_pool(db_dsn, size=4)
+    try:
+        rulebook = simple_rulebook(consent_for=(), cap=(3, timedelta(hours=24)))
+        gates = [make_gate(pool, rulebook=rulebook), make_gate(other, rulebook=rulebook)]
+        results = await asyncio.gather(
+            *(gates[i % 2].check(CheckRequest(PL_MOBILE, record=True)) for i in range(8))
+        )
+    finally:
+        await other.close()
+    assert sum(r.verdict is Verdict.ALLOW for r in results) == 3
+
+
+async def test_database_gone_blocks_fail_closed_then_recovers(
+    proxied: tuple[CuttableProxy, asyncpg.Pool],
+) -> None:
+    proxy, pool = proxied
+    gate = make_gate(pool, rulebook=simple_rulebook(consent_for=()), fact_timeout=1.0)
+    assert (await gate.check(CheckRequest(PL_MOBILE))).verdict is Verdict.ALLOW
+    proxy.cut()
+    down = await gate.check(CheckRequest(PL_MOBILE, record=True))
+    assert down.verdict is Verdict.BLOCK
+    assert down.decision.codes == ("gate.unavailable",)
+    assert not down.stored
+    proxy.restore()
+    # The pool replaces broken connections by itself; the first check after may still see one die.
+    for _ in range(5):
+        back = await gate.check(CheckRequest(PL_MOBILE))
+        if back.verdict is Verdict.ALLOW:
+            break
+    assert back.verdict is Verdict.ALLOW
+
+
+async def test_decision_log_is_sealed_and_tampering_is_found(pool: asyncpg.Pool) -> None:
+    gate = make_gate(pool)
+    results = [await gate.check(CheckRequest(PL_MOBILE)) for _ in range(3)]
+    async with pool.acquire() as conn:
+        # Back-date the rows so that they are settled and can be sealed now.
+        await conn.execute("ALTER TABLE decisions DISABLE TRIGGER decisions_append_only")
+        await conn.execute("UPDATE decisions SET inserted_at = inserted_at - interval '1 minute'")
+        await conn.execute("ALTER TABLE decisions ENABLE TRIGGER decisions_append_only")
+        assert await seal(conn) == 3
+        report = await verify(conn)
+        assert report.ok and report.sealed_rows == 3 and report.checkpoints == 1
+        # The append-only trigger refuses ordinary edits ...
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE decisions SET verdict = 'ALLOW'")
+        # ... and an owner who bypasses it is still caught by the hashes.
+        await conn.execute("ALTER TABLE decisions DISABLE TRIGGER decisions_append_only")
+        await conn.execute("UPDATE decisions SET reason = 'ok' WHERE call_id = $1", results[1].call_id)
+        await conn.execute("DELETE FROM decisions WHERE call_id = $1", results[2].call_id)
+        await conn.execute("ALTER TABLE decisions ENABLE TRIGGER decisions_append_only")
+        report = await verify(conn)
+    assert not report.ok
+    assert any("altered" in p for p in report.problems)
+    assert any("checkpoint 1" in p for p in report.problems)
+
+
+async def test_call_ids_are_unique_uuids(pool: asyncpg.Pool) -> None:
+    gate = make_gate(pool)
+    ids = {(await gate.check(CheckRequest(PL_MOBILE))).call_id for _ in range(5)}
+    assert len(ids) == 5 and all(isinstance(i, uuid.UUID) for i in ids)
