@@ -24,6 +24,7 @@ from dialguard.clock import system_clock
 from dialguard.config import ConfigError, Settings, load_settings
 from dialguard.numbers import InvalidNumber
 from dialguard.policy.model import Purpose
+from dialguard.rules.loader import PackError
 from dialguard.store import campaigns as campaign_store
 from dialguard.store import consent as consent_store
 from dialguard.store import dnc as dnc_store
@@ -447,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (DatabaseError, MigrationError) as exc:
         print(f"dialguard: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except PackError as exc:
+        print(f"dialguard: rule pack error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -153,9 +153,12 @@ class Gate:
         lookback = _longest_cap(rules)
         since = now - lookback if lookback else None
         async with self.pool.acquire() as conn:
-            # Caps are decided under the number's lock so two gateways cannot both take the last slot;
-            # without a cap (or for a dry run) the attempt count cannot change the answer: no lock.
-            if request.record and lookback:
+            stored = await read_facts(conn, number=number.e164, campaign=campaign_name, attempts_since=since)
+            campaign = self._campaign(campaign_name, stored.campaign)
+            purpose = campaign.purpose if campaign else Purpose.MARKETING
+            if request.record and _caps_apply(rules, purpose):
+                # A cap counts this call: decide under the number's lock, on facts read after taking it,
+                # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
                 async with conn.transaction():
                     await lock_number(conn, number.e164)
                     stored = await read_facts(
@@ -164,7 +167,6 @@ class Gate:
                     result = self._judge(call_id, number, campaign_name, rules, now, request, stored)
                     await self._insert(conn, result)
                     return result
-            stored = await read_facts(conn, number=number.e164, campaign=campaign_name, attempts_since=since)
             result = self._judge(call_id, number, campaign_name, rules, now, request, stored)
             await self._insert(conn, result)
             return result
@@ -254,6 +256,12 @@ class Gate:
             log.warning("could not store decision %s (invalid number): %s", result.call_id, _describe(exc))
             return dataclasses.replace(result, stored=False)
         return result
+
+
+def _caps_apply(rules: EffectiveRules, purpose: Purpose) -> bool:
+    return any(
+        not cap.purposes or purpose in cap.purposes for layer in rules.layers for cap in layer.frequency_caps
+    )
 
 
 def _longest_cap(rules: EffectiveRules) -> timedelta | None:

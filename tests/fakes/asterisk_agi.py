@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -64,8 +65,19 @@ SAMPLES_PER_PROMPT = 16000  # what endpos reports for a prompt played to its end
 _uniqueids = itertools.count(1)
 
 
+_PLAIN_WORD = re.compile(r'(?:"[^"]*"|[^ \t"])+')
+
+
 def parse_args(line: str) -> list[str]:
-    """res_agi.c's ``parse_args``, character for character."""
+    """res_agi.c's ``parse_args``, character for character (with a fast path for lines without escapes)."""
+    if "\\" not in line and line.count('"') % 2 == 0:
+        # Without backslashes and with balanced quotes the C loop reduces to: words of quoted or
+        # unquoted runs, quotes removed. The unit tests hold both paths to the same answers.
+        return [word.replace('"', "") for word in _PLAIN_WORD.findall(line)]
+    return _parse_args_slow(line)
+
+
+def _parse_args_slow(line: str) -> list[str]:
     argv: list[str] = []
     cur: list[str] | None = None
     quoted = escaped = False

@@ -187,3 +187,10 @@ def test_any_value_survives_asterisks_parser(value: str) -> None:
 )
 def test_digits_come_as_ascii_codes(result: int, digit: str | None) -> None:
     assert digit_of(result) == digit
+
+
+@given(st.text(alphabet=' \t"\\abc', max_size=30))
+def test_the_fakes_fast_parser_agrees_with_the_c_loop(line: str) -> None:
+    from tests.fakes.asterisk_agi import _parse_args_slow
+
+    assert parse_args(line) == _parse_args_slow(line)

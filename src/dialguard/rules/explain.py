@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dialguard.numbers import NumberFacts
@@ -10,6 +10,11 @@ from dialguard.policy.hours import allowed_at, holiday_name, next_allowed
 from dialguard.policy.model import CallingHours, Purpose, RuleLayer, Source
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import DAYS
+
+
+def _period(period: timedelta) -> str:
+    hours = int(period.total_seconds() // 3600)
+    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} hours"
 
 
 def _source(source: Source) -> str:
@@ -46,7 +51,9 @@ def layer_lines(layer: RuleLayer) -> list[str]:
     for cap in layer.frequency_caps:
         scope = ", ".join(sorted(cap.purposes)) or "every purpose"
         per = " per campaign" if cap.per_campaign else ""
-        lines.append(f"  cap: {cap.max_calls} calls per {cap.period}{per} ({scope}) {_source(cap.source)}")
+        lines.append(
+            f"  cap: {cap.max_calls} calls per {_period(cap.period)}{per} ({scope}) {_source(cap.source)}"
+        )
     if layer.presumed_zones:
         lines.append(
             f"  zones presumed when unknown: {', '.join(layer.presumed_zones)} ({layer.presumption})"
@@ -121,7 +128,6 @@ def explain(
     for layer in rules.layers:
         for cap in layer.frequency_caps:
             if not cap.purposes or purpose in cap.purposes:
-                lines.append(
-                    f"cap ({layer.key}): {cap.max_calls} calls per {cap.period} {_source(cap.source)}"
-                )
+                every = _period(cap.period)
+                lines.append(f"cap ({layer.key}): {cap.max_calls} calls per {every} {_source(cap.source)}")
     return "\n".join(lines)

