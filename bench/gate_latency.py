@@ -167,9 +167,8 @@ async def run(args: argparse.Namespace) -> None:
         for port in servers.values():
             await load(port, 200, 20)  # warm up: connections, prepared statements, caches
         print(f"FastAGI check, {args.sessions} sessions per row, {DNC_ROWS:,} DNC rows, rules: {args.rules}")
-        print(
-            f"{'server':<16} {'N':>4} {'p50':>9} {'p99':>9} {'checks/s':>9} {'p99 vs base':>12} {'rate vs base':>13}"
-        )
+        header = ("server", "N", "p50", "p99", "checks/s", "p99 vs base", "rate vs base")
+        print("{:<16} {:>4} {:>9} {:>9} {:>9} {:>12} {:>13}".format(*header))
         for n in args.concurrency:
             figures = {}
             for name, port in servers.items():
