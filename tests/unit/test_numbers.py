@@ -1,0 +1,76 @@
+"""What dialplans pass, read as E.164 — or refused with a reason an administrator can act on."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import dialguard.numbers
+from dialguard.numbers import InvalidNumber, LineType, NumberFacts, parse_number, zones_for_subdivision
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("+48 601 234 567", "US", "+48601234567"),
+        ("0048601234567", "US", "+48601234567"),  # 00 international prefix, even from a US PBX
+        ("011 48 601 234 567", "US", "+48601234567"),  # NANP international prefix
+        ("601 234 567", "PL", "+48601234567"),  # national format in the default region
+        ("9601234567", "PL", "+48601234567"),  # outside-line 9, stripped because needed
+        ("9 1 (212) 555-0142", "US", "+12125550142"),
+        ("(212) 555-0142", "US", "+12125550142"),
+        ("212.555.0142", "US", "+12125550142"),
+    ],
+)
+def test_dialplan_formats(raw: str, region: str, e164: str) -> None:
+    parsed = parse_number(raw, default_region=region)
+    assert isinstance(parsed, NumberFacts) and parsed.e164 == e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("", "empty"),
+        ("12", "too short"),
+        ("call me", "characters other than digits"),
+        ("+1 212 555 01", "too short for +1"),
+        ("+999 1234567", "unknown country code"),
+        ("4" * 60, "longer than 40 characters"),
+        ("+48+601234567", "may only lead"),
+        ("212555014\x00", "characters other than digits"),
+    ],
+)
+def test_bad_numbers_say_why(raw: str, why: str) -> None:
+    parsed = parse_number(raw)
+    assert isinstance(parsed, InvalidNumber)
+    assert why in parsed.reason
+
+
+def test_split_area_code_keeps_every_zone_and_its_state() -> None:
+    parsed = parse_number("+1 208 555 0100")
+    assert isinstance(parsed, NumberFacts)
+    assert parsed.subdivision == "US-ID"
+    assert set(parsed.time_zones) == {"America/Boise", "America/Los_Angeles"}
+    assert parsed.line_type is LineType.FIXED_LINE_OR_MOBILE and parsed.possibly_mobile
+
+
+def test_subdivision_zones_for_a_lead_state() -> None:
+    assert set(zones_for_subdivision("US-TX")) == {"America/Chicago", "America/Denver"}
+    assert zones_for_subdivision("US-ZZ") == ()
+
+
+def test_masked_for_logs() -> None:
+    parsed = parse_number("+48601234567")
+    assert isinstance(parsed, NumberFacts) and parsed.masked() == "+48…67"
+
+
+@given(st.text(max_size=80))
+def test_any_input_gives_an_answer_never_an_exception(raw: str) -> None:
+    assert isinstance(parse_number(raw), NumberFacts | InvalidNumber)
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(dialguard.numbers).failed == 0
