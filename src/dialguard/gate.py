@@ -19,7 +19,7 @@ import asyncpg
 
 from dialguard.clock import Clock
 from dialguard.numbers import InvalidNumber, NumberFacts, parse_number
-from dialguard.policy.engine import evaluate
+from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
 from dialguard.policy.model import CallFacts, Campaign, Decision, EffectiveRules, Purpose, Reason, Verdict
 from dialguard.policy.rulebook import RuleBook
 from dialguard.store.db import Connection
@@ -40,6 +40,18 @@ class CheckRequest:
     lead_subdivision: str | None = None
     at: datetime | None = None  # dry runs may ask about another instant
     channel: str = "cli"  # agi, http, cli: kept as evidence
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call being decided: the request with its number parsed and its rules chosen."""
+
+    id: uuid.UUID
+    request: CheckRequest
+    number: NumberFacts
+    campaign_name: str
+    rules: EffectiveRules
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +141,7 @@ class Gate:
         rules = self.rulebook.rules_for(number, lead_subdivision=request.lead_subdivision)
         try:
             async with asyncio.timeout(self.fact_timeout):
-                return await self._decide(call_id, number, campaign_name, rules, now, request)
+                return await self._decide(_Call(call_id, request, number, campaign_name, rules, now))
         except FACT_ERRORS as exc:
             # No facts, no call. The cause is logged once here; the decision carries it as evidence.
             log.warning("gate unavailable, blocking call %s: %s", call_id, _describe(exc))
@@ -141,33 +153,26 @@ class Gate:
                 call_id, number, campaign_name, decision, rules.version, now, False, stored=False
             )
 
-    async def _decide(
-        self,
-        call_id: uuid.UUID,
-        number: NumberFacts,
-        campaign_name: str,
-        rules: EffectiveRules,
-        now: datetime,
-        request: CheckRequest,
-    ) -> GateDecision:
-        lookback = _longest_cap(rules)
-        since = now - lookback if lookback else None
+    async def _decide(self, call: _Call) -> GateDecision:
+        lookback = _longest_cap(call.rules)
+        since = call.now - lookback if lookback else None
+        e164 = call.number.e164
         async with self.pool.acquire() as conn:
-            stored = await read_facts(conn, number=number.e164, campaign=campaign_name, attempts_since=since)
-            campaign = self._campaign(campaign_name, stored.campaign)
-            purpose = campaign.purpose if campaign else Purpose.MARKETING
-            if request.record and _caps_apply(rules, purpose):
+            stored = await read_facts(conn, number=e164, campaign=call.campaign_name, attempts_since=since)
+            campaign = self._campaign(call.campaign_name, stored.campaign)
+            purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
+            if call.request.record and _caps_apply(call.rules, purpose):
                 # A cap counts this call: decide under the number's lock, on facts read after taking it,
                 # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
                 async with conn.transaction():
-                    await lock_number(conn, number.e164)
+                    await lock_number(conn, e164)
                     stored = await read_facts(
-                        conn, number=number.e164, campaign=campaign_name, attempts_since=since
+                        conn, number=e164, campaign=call.campaign_name, attempts_since=since
                     )
-                    result = self._judge(call_id, number, campaign_name, rules, now, request, stored)
+                    result = self._judge(call, campaign, stored)
                     await self._insert(conn, result)
                     return result
-            result = self._judge(call_id, number, campaign_name, rules, now, request, stored)
+            result = self._judge(call, campaign, stored)
             await self._insert(conn, result)
             return result
 
@@ -177,34 +182,32 @@ class Gate:
             return Campaign(name, self.default_purpose)
         return stored
 
-    def _judge(
-        self,
-        call_id: uuid.UUID,
-        number: NumberFacts,
-        campaign_name: str,
-        rules: EffectiveRules,
-        now: datetime,
-        request: CheckRequest,
-        stored: StoredFacts,
-    ) -> GateDecision:
+    def _judge(self, call: _Call, campaign: Campaign | None, stored: StoredFacts) -> GateDecision:
         facts = CallFacts(
-            raw_number=request.number,
-            number=number,
-            campaign_name=campaign_name,
-            campaign=self._campaign(campaign_name, stored.campaign),
-            now=now,
+            raw_number=call.request.number,
+            number=call.number,
+            campaign_name=call.campaign_name,
+            campaign=campaign,
+            now=call.now,
             dnc_hits=stored.dnc_hits,
             consents=stored.consents,
             attempts=stored.attempts,
-            lead_subdivision=request.lead_subdivision,
+            lead_subdivision=call.request.lead_subdivision,
         )
-        decision = evaluate(facts, rules)
-        extra: dict[str, Any] = {"channel": request.channel}
+        decision = evaluate(facts, call.rules)
+        extra: dict[str, Any] = {"channel": call.request.channel}
         if self.shadow_rulebook is not None:
             extra.update(self._shadow(facts, decision))
-        purpose = facts.campaign.purpose if facts.campaign else Purpose.MARKETING
         return GateDecision(
-            call_id, number, campaign_name, decision, rules.version, now, request.record, purpose, extra=extra
+            call.id,
+            call.number,
+            call.campaign_name,
+            decision,
+            call.rules.version,
+            call.now,
+            call.request.record,
+            campaign.purpose if campaign else STRICTEST_PURPOSE,
+            extra=extra,
         )
 
     def _shadow(self, facts: CallFacts, enforced: Decision) -> dict[str, Any]:

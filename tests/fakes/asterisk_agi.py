@@ -50,6 +50,7 @@ KNOWN = DEAD_SAFE | {
     ("set", "autohangup"),
     ("record", "file"),
 }
+LONGEST_FIRST = sorted(KNOWN, key=len, reverse=True)  # "get full variable" before "get ..."
 USAGE = {
     (
         "set",
@@ -266,7 +267,7 @@ class _Dialog:
         argv = parse_args(text)
         self.run.commands.append(argv)
         words = tuple(a.lower() for a in argv)
-        match = next((k for k in sorted(KNOWN, key=len, reverse=True) if words[: len(k)] == k), None)
+        match = next((k for k in LONGEST_FIRST if words[: len(k)] == k), None)
         if match is None:
             return ["510 Invalid or unknown command"]
         if self.dead and match not in DEAD_SAFE:

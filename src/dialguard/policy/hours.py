@@ -8,9 +8,10 @@ the allowed set can begin.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -27,9 +28,10 @@ def _zone(name: str) -> ZoneInfo:
 
 
 @lru_cache(maxsize=256)
-def _calendar(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+def _calendar(country: str, subdivision: str | None, year: int) -> Mapping[date, str]:
+    """One year's public holidays with their names, built once (the package computes them on demand)."""
     cal = holidays_lib.country_holidays(country, subdiv=subdivision, years=year)
-    return frozenset(cal.keys())
+    return MappingProxyType({day: str(name) for day, name in cal.items()})
 
 
 def holiday_name(hours: CallingHours, day: date) -> str | None:
@@ -37,12 +39,7 @@ def holiday_name(hours: CallingHours, day: date) -> str | None:
         return "listed in rule pack"
     if hours.holiday_country is None:
         return None
-    if day in _calendar(hours.holiday_country, hours.holiday_subdivision, day.year):
-        cal = holidays_lib.country_holidays(
-            hours.holiday_country, subdiv=hours.holiday_subdivision, years=day.year
-        )
-        return str(cal.get(day))
-    return None
+    return _calendar(hours.holiday_country, hours.holiday_subdivision, day.year).get(day)
 
 
 def _allowed_in(hours: CallingHours, local: datetime) -> bool:

@@ -73,7 +73,7 @@ HOURS_KEYS |= SOURCE_KEYS
 CONSENT_KEYS = {"required", "kinds"} | SOURCE_KEYS
 CAP_KEYS = {"max_calls", "period_hours", "period_days", "purposes", "per_campaign"} | SOURCE_KEYS
 PRESUME_KEYS = {"zones", "reason"}
-PACK_KEYS = {"country", "name", "aliases", "members", "version"}
+PACK_KEYS = {"country", "name", "aliases", "members"}
 CONSENT_KINDS = {"express", "express_written", "written_agreement", "ebr_purchase", "ebr_inquiry", "verbal"}
 
 
@@ -333,7 +333,10 @@ def load_rulebook(overrides: Mapping[str, Any] | None = None, pack_dir: Path | N
                 countries[region] = layer
         for alias in head.get("aliases", []):
             aliases[alias] = country
-        for sub, table in b.keys(data.get("subdivisions", {}), set(data.get("subdivisions", {})), "").items():
+        subs = data.get("subdivisions", {})
+        if not isinstance(subs, Mapping):
+            raise b.fail("subdivisions", "must be a table of [subdivisions.XX] sections")
+        for sub, table in subs.items():
             key = f"{country}-{sub}"
             override = override_for(key)
             builder = with_override if override else b

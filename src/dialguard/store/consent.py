@@ -88,10 +88,6 @@ async def revoke_consent(
     return revocation_id
 
 
-async def current_consents(conn: Connection, number: str) -> list[ConsentRecord]:
-    return [consent_from_row(r) for r in await conn.fetch(CURRENT_CONSENTS_SQL, number)]
-
-
 async def list_consents(conn: Connection, number: str | None = None, limit: int = 1000) -> list[Any]:
     """Grants with their derived state: of one number, or the most recent ones."""
     if number is not None:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from dialguard.store.db import Connection
 
@@ -27,35 +30,19 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def row_hash(
-    *,
-    call_id: uuid.UUID,
-    number: str,
-    campaign: str,
-    verdict: str,
-    reason: str,
-    body: dict[str, Any],
-    rules_version: str,
-    decided_at: datetime,
-    recorded: bool,
-    writer: str,
-) -> bytes:
-    return hashlib.sha256(
-        canonical(
-            {
-                "call_id": str(call_id),
-                "number": number,
-                "campaign": campaign,
-                "verdict": verdict,
-                "reason": reason,
-                "body": body,
-                "rules_version": rules_version,
-                "decided_at": decided_at.astimezone(UTC).isoformat(),
-                "recorded": recorded,
-                "writer": writer,
-            }
-        )
-    ).digest()
+# What a decision row's hash covers: every column but the id, the hash itself and inserted_at.
+HASHED_FIELDS = (
+    "call_id", "number", "campaign", "verdict", "reason", "body", "rules_version", "decided_at", "recorded",
+    "writer",
+)  # fmt: skip
+
+
+def row_hash(row: Mapping[str, Any] | asyncpg.Record) -> bytes:
+    """The hash of one decision, from the values about to be inserted or a row read back."""
+    fields = {name: row[name] for name in HASHED_FIELDS}
+    fields["call_id"] = str(fields["call_id"])
+    fields["decided_at"] = fields["decided_at"].astimezone(UTC).isoformat()
+    return hashlib.sha256(canonical(fields)).digest()
 
 
 INSERT_DECISION_SQL = """
@@ -86,18 +73,7 @@ async def insert_decision(
     writer: str,
 ) -> None:
     """Store a decision; an allowed, recorded one also counts as an attempt (in the same statement)."""
-    digest = row_hash(
-        call_id=call_id,
-        number=number,
-        campaign=campaign,
-        verdict=verdict,
-        reason=reason,
-        body=body,
-        rules_version=rules_version,
-        decided_at=decided_at,
-        recorded=recorded,
-        writer=writer,
-    )
+    digest = row_hash(locals())  # the keyword arguments carry every hashed field by its column name
     await conn.execute(
         INSERT_DECISION_SQL,
         call_id,
@@ -112,21 +88,6 @@ async def insert_decision(
         writer,
         digest,
         purpose,
-    )
-
-
-def _row_digest(row: Any) -> bytes:
-    return row_hash(
-        call_id=row["call_id"],
-        number=row["number"],
-        campaign=row["campaign"],
-        verdict=row["verdict"],
-        reason=row["reason"],
-        body=row["body"],
-        rules_version=row["rules_version"],
-        decided_at=row["decided_at"],
-        recorded=row["recorded"],
-        writer=row["writer"],
     )
 
 
@@ -198,7 +159,7 @@ async def verify(conn: Connection) -> VerifyReport:
             """SELECT id, call_id, number, campaign, verdict, reason, body, rules_version, decided_at,
                       recorded, writer, row_hash FROM decisions ORDER BY id"""
         ):
-            if _row_digest(row) != bytes(row["row_hash"]):
+            if row_hash(row) != bytes(row["row_hash"]):
                 report.problems.append(f"decision {row['id']} (call {row['call_id']}) was altered")
         prev: bytes | None = None
         last_to: datetime | None = None
@@ -222,15 +183,3 @@ async def verify(conn: Connection) -> VerifyReport:
             last_to or datetime(1970, 1, 1, tzinfo=UTC),
         )
     return report
-
-
-async def get_decision(conn: Connection, call_id: uuid.UUID) -> dict[str, Any] | None:
-    body = await conn.fetchval("SELECT body FROM decisions WHERE call_id = $1", call_id)
-    return dict(body) if body is not None else None
-
-
-async def decisions_for_number(conn: Connection, number: str, limit: int = 100) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT body FROM decisions WHERE number = $1 ORDER BY decided_at DESC LIMIT $2", number, limit
-    )
-    return [dict(r["body"]) for r in rows]

@@ -75,13 +75,6 @@ async def remove_dnc(
     return bool(removed)
 
 
-async def dnc_hits(conn: Connection, number: str) -> list[DncHit]:
-    rows = await conn.fetch(
-        "SELECT id, list_name, source, added_at FROM dnc_entries WHERE number = $1", number
-    )
-    return [hit_from_row(r) for r in rows]
-
-
 async def list_dnc(conn: Connection, list_name: str | None = None, limit: int = 1000) -> list[Any]:
     return list(
         await conn.fetch(

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from dialguard.policy.model import Attempt, Campaign, ConsentRecord, DncHit, Purpose
-from dialguard.store.consent import CURRENT_CONSENTS_SQL
+from dialguard.store.consent import CURRENT_CONSENTS_SQL, consent_from_row
 from dialguard.store.db import Connection
+from dialguard.store.dnc import hit_from_row
 
 _FACTS_SQL = f"""
 SELECT
@@ -33,35 +34,25 @@ class StoredFacts:
     attempts: tuple[Attempt, ...]
 
 
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _with_times(item: dict[str, Any], *names: str) -> dict[str, Any]:
+    """jsonb carries timestamps as ISO text; the row mappers expect datetimes."""
+    return {**item, **{n: datetime.fromisoformat(item[n]) if item[n] else None for n in names}}
 
 
 def _parse(row: Any) -> StoredFacts:
-    c = row["campaign"]
-    campaign = Campaign(c["name"], Purpose(c["purpose"]), c["settings"] or {}) if c else None
-    dnc = tuple(
-        DncHit(list_name=d["list_name"], source=d["source"], added_at=_ts(d["added_at"]), entry_id=d["id"])  # type: ignore[arg-type]
-        for d in row["dnc"]
+    camp = row["campaign"]
+    return StoredFacts(
+        campaign=Campaign(camp["name"], Purpose(camp["purpose"]), camp["settings"] or {}) if camp else None,
+        dnc_hits=tuple(hit_from_row(_with_times(d, "added_at")) for d in row["dnc"]),
+        consents=tuple(
+            consent_from_row(_with_times(g, "granted_at", "expires_at", "revoked_at"))
+            for g in row["consents"]
+        ),
+        attempts=tuple(
+            Attempt(at=datetime.fromisoformat(a["at"]), campaign=a["campaign"], purpose=Purpose(a["purpose"]))
+            for a in row["attempts"]
+        ),
     )
-    consents = tuple(
-        ConsentRecord(
-            id=g["id"],
-            kind=g["kind"],
-            source=g["source"],
-            granted_at=_ts(g["granted_at"]),  # type: ignore[arg-type]
-            purpose=Purpose(g["purpose"]) if g["purpose"] else None,
-            campaign=g["campaign"],
-            expires_at=_ts(g["expires_at"]),
-            revoked_at=_ts(g["revoked_at"]),
-        )
-        for g in row["consents"]
-    )
-    attempts = tuple(
-        Attempt(at=_ts(a["at"]), campaign=a["campaign"], purpose=Purpose(a["purpose"]))  # type: ignore[arg-type]
-        for a in row["attempts"]
-    )
-    return StoredFacts(campaign, dnc, consents, attempts)
 
 
 async def read_facts(
