@@ -12,6 +12,17 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_instant(text: str) -> datetime:
+    """ISO-8601 with a UTC offset (``2026-11-23T20:30:00-07:00`` or ``...Z``); ValueError says why not."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 time; write e.g. 2026-11-23T20:30:00-07:00") from None
+    if at.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; add one, e.g. {text}+00:00 or {text}Z")
+    return at
+
+
 def fixed_clock(at: datetime) -> Clock:
     """A clock stopped at ``at`` (timezone-aware), for dry runs with ``--at`` and for tests."""
     if at.tzinfo is None:

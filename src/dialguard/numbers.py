@@ -83,6 +83,17 @@ class InvalidNumber:
     reason: str
 
 
+_WILDCARD = re.compile(r"\+[1-9][0-9]{0,13}")
+
+
+def parse_wildcard(raw: str) -> str | InvalidNumber:
+    """A do-not-call wildcard, ``+1 212*`` -> ``+1212*``: +, country code and leading digits, then *."""
+    prefix = re.sub(r"[\s().-]", "", raw.removesuffix("*"))
+    if not raw.endswith("*") or not _WILDCARD.fullmatch(prefix):
+        return InvalidNumber(raw, "not a wildcard; write + and the leading digits, then *, e.g. +1212*")
+    return prefix + "*"
+
+
 def parse_number(
     raw: str, *, default_region: str = "US", dial_prefix: str = "9"
 ) -> NumberFacts | InvalidNumber:
@@ -175,6 +186,14 @@ def _nanp() -> dict[str, dict[str, str]]:
     data = resources.files("dialguard").joinpath("data/nanp_area_codes.json").read_text()
     loaded: dict[str, dict[str, str]] = json.loads(data)
     return loaded
+
+
+@cache
+def zones_for_country(region: str) -> tuple[str, ...]:
+    """Every time zone of a country (tzdata's zone.tab): where a roamer in that country may be."""
+    table = resources.files("tzdata").joinpath("zoneinfo/zone.tab").read_text(encoding="utf-8")
+    rows = (line.split("\t") for line in table.splitlines() if line and not line.startswith("#"))
+    return tuple(row[2] for row in rows if len(row) >= 3 and row[0] == region.upper())
 
 
 def zones_for_subdivision(subdivision: str) -> tuple[str, ...]:

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dialguard.numbers
-from dialguard.numbers import InvalidNumber, LineType, NumberFacts, parse_number, zones_for_subdivision
+from dialguard.numbers import (
+    InvalidNumber,
+    LineType,
+    NumberFacts,
+    parse_number,
+    parse_wildcard,
+    zones_for_subdivision,
+)
 
 
 @pytest.mark.parametrize(
@@ -74,3 +81,20 @@ def test_any_input_gives_an_answer_never_an_exception(raw: str) -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(dialguard.numbers).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "wildcard"),
+    [
+        ("+1212*", "+1212*"),
+        ("+1 (212) 55-*", "+121255*"),
+        ("+0212*", None),  # no country code starts with 0 (the database refuses it too)
+        ("1212*", None),  # the + says the digits are international
+        ("+1212", None),  # no *: a number, not a wildcard
+        ("+*", None),
+        ("+1234567890123456*", None),  # longer than any E.164 prefix
+    ],
+)
+def test_wildcards_for_the_do_not_call_lists(raw: str, wildcard: str | None) -> None:
+    parsed = parse_wildcard(raw)
+    assert (parsed if isinstance(parsed, str) else None) == wildcard

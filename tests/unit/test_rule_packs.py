@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dialguard.numbers import NumberFacts, parse_number
-from dialguard.policy.hours import allowed_at, next_allowed
+from dialguard.policy.hours import allowed_at, check_hours, next_allowed
 from dialguard.rules.loader import PackError, default_pack_dir, load_rulebook
 
 RULES = load_rulebook()
@@ -61,6 +61,18 @@ def at(text: str, zone: str) -> datetime:
         # EU DST: 2026-10-25 03:00 -> 02:00 in Berlin (the EU pack, a German mobile).
         ("+4915123456789", "2026-10-26 09:00", "Europe/Berlin", True),
         ("+4915123456789", "2026-10-25 12:00", "Europe/Berlin", False),  # a Sunday
+        # A Russian mobile may be in any of 16 zones, Bucharest-like UTC+2 to Kamchatka UTC+12: the
+        # 9:00-20:00 window (RU pack, company policy inside 230-FZ) holds in all of them 07:00-08:00 UTC.
+        ("+79121234567", "2026-11-23 06:59", "UTC", False),
+        ("+79121234567", "2026-11-23 07:00", "UTC", True),
+        ("+79121234567", "2026-11-23 07:59", "UTC", True),
+        ("+79121234567", "2026-11-23 08:00", "UTC", False),
+        # An Australian mobile (no AU pack: the conservative default, 9:00-20:00 Monday to Saturday)
+        # spans Cocos UTC+6:30 to Lord Howe UTC+11 in November: 02:30-09:00 UTC.
+        ("+61412345678", "2026-11-23 02:29", "UTC", False),
+        ("+61412345678", "2026-11-23 02:30", "UTC", True),
+        ("+61412345678", "2026-11-23 08:59", "UTC", True),
+        ("+61412345678", "2026-11-23 09:00", "UTC", False),
     ],
 )
 def test_calling_windows_at_their_edges(raw: str, local: str, zone: str, allowed: bool) -> None:
@@ -83,6 +95,46 @@ def test_state_layer_applies_with_the_lead_state() -> None:
     assert not allowed_at(rules, at("2026-11-23 20:30", "America/New_York"))
 
 
+def test_zones_sharing_no_window_fall_back_to_the_pack_presumption() -> None:
+    # With a 10:00-18:00 window the 16 zones of a Russian mobile share no instant at all: the RU pack's
+    # [presume] (Moscow) decides, and the evidence keeps the candidate zones and says why.
+    narrow = load_rulebook({"RU": {"hours": {"source": "test", "all": ["10:00-18:00"]}}})
+    rules = narrow.rules_for(number("+79121234567"))
+    assert next_allowed(rules, at("2026-11-23 12:00", "Europe/Moscow")) is None
+    inside = check_hours(rules, at("2026-11-23 12:00", "Europe/Moscow"))
+    assert inside.passed
+    assert inside.detail["zones"] == ["Europe/Moscow"]
+    assert inside.detail["no_common_window"] is True
+    assert len(inside.detail["candidate_zones"]) == 16  # type: ignore[arg-type]
+    assert "Moscow" in str(inside.detail["zone_note"])
+    after = check_hours(rules, at("2026-11-23 18:00", "Europe/Moscow"))
+    assert not after.passed
+    assert after.retry_after == at("2026-11-24 10:00", "Europe/Moscow")
+
+
+def test_zones_sharing_no_window_fall_back_to_the_leads_own_state() -> None:
+    # A Guam number (UTC+10) whose lead lives in New York: under a 10:00-14:00 window the two zones
+    # never overlap, so the lead's own state (the fact the dialer gave) decides, not the pack's coasts.
+    narrow = load_rulebook({"US": {"hours": {"source": "test", "all": ["10:00-14:00"]}}})
+    rules = narrow.rules_for(number("+16715550100"), lead_subdivision="US-NY")
+    assert set(rules.zones) == {"Pacific/Guam", "America/New_York"}
+    judged = check_hours(rules, at("2026-11-23 11:00", "America/New_York"))
+    assert judged.passed
+    assert judged.detail["zones"] == ["America/New_York"]
+    assert "US-NY" in str(judged.detail["zone_note"])
+    assert not check_hours(rules, at("2026-11-23 14:00", "America/New_York")).passed
+
+
+def test_zones_that_share_a_window_keep_the_all_zones_rule() -> None:
+    # 06:30 UTC: inside 9-20 in Kamchatka and Moscow but not in Bucharest-like UTC+2 (08:30): blocked,
+    # and no presumption may rescue it, since a common window exists later that morning.
+    rules = RULES.rules_for(number("+79121234567"))
+    judged = check_hours(rules, at("2026-11-23 06:30", "UTC"))
+    assert not judged.passed
+    assert "no_common_window" not in judged.detail
+    assert judged.retry_after == at("2026-11-23 07:00", "UTC")
+
+
 def test_guernsey_numbers_are_judged_by_the_gb_pack() -> None:
     assert RULES.rules_for(number("+447911123456")).layers[0].key == "GB"
 
@@ -95,6 +147,12 @@ def test_every_rule_names_its_source() -> None:
             assert rule.source.citation
         for cap in layer.frequency_caps:
             assert cap.source.citation
+        for listed in layer.dnc_lists:
+            assert listed.source.citation
+        if layer.roaming is not None:
+            assert layer.roaming.source.citation
+        if layer.all_party_consent is not None:
+            assert layer.all_party_consent.citation
 
 
 XX = '[pack]\ncountry = "XX"\n'
@@ -124,6 +182,14 @@ def write_packs(tmp_path: Path, extra: str, name: str = "XX.toml") -> Path:
         (XX + '[consent.telepathy]\nrequired = true\nsource = "s"\n', "consent.telepathy", "unknown key"),
         (XX + '[[caps]]\nmax_calls = 3\nsource = "s"\n', "caps[0]", "exactly one of"),
         ('[pack]\ncountry = "Narnia"\n', "pack.country", "region code"),
+        (XX + '[[dnc]]\nlist = "US National"\nsource = "s"\n', "dnc[0].list", "list name"),
+        (XX + '[[dnc]]\nlist = "x"\nmax_age_days = 0\nsource = "s"\n', "dnc[0].max_age_days", "≥ 1"),
+        (
+            XX + '[[dnc]]\nlist = "x"\nexempt_kinds = ["hug"]\nsource = "s"\n',
+            "dnc[0].exempt_kinds",
+            "consent kinds",
+        ),
+        (XX + '[[dnc]]\nlist = "x"\n', "dnc[0].source", "legal source"),
     ],
 )  # fmt: skip
 def test_a_bad_pack_stops_start_up_naming_file_and_key(tmp_path: Path, pack: str, key: str, why: str) -> None:

@@ -5,13 +5,17 @@ Each takes facts (and rules) and returns one :class:`Reason`; none does I/O.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+
 from dialguard.numbers import InvalidNumber, NumberFacts
 from dialguard.policy.model import (
     CallFacts,
     ConsentRecord,
     ConsentRule,
     Detail,
+    DncHit,
     EffectiveRules,
+    ListRule,
     Purpose,
     Reason,
 )
@@ -43,35 +47,113 @@ def check_campaign(facts: CallFacts) -> Reason | None:
     return None
 
 
-def check_dnc(facts: CallFacts) -> Reason:
-    # The company's own list always wins, then named lists, then prefix wildcards.
-    order = {"internal": 0}
-    hits = sorted(facts.dnc_hits, key=lambda h: (order.get(h.list_name, 1), h.prefix is not None))
-    if not hits:
-        return Reason("dnc.clear", True, {"lists_checked": "all"})
-    hit = hits[0]
-    if hit.prefix is not None:
-        code = "dnc.prefix"
-    elif hit.list_name == "internal" or hit.list_name.startswith("campaign:"):
-        code = "dnc.internal"
-    else:
-        code = f"dnc.{hit.list_name}"
-    detail: Detail = {
+COMPANY_LISTS = "internal"
+
+
+def _is_company_list(name: str) -> bool:
+    return name == COMPANY_LISTS or name.startswith("campaign:")
+
+
+def _list_rules(rules: EffectiveRules) -> dict[str, ListRule]:
+    """The national lists the packs name, by name; a later layer's rule for a list wins."""
+    return {rule.list_name: rule for layer in rules.layers for rule in layer.dnc_lists}
+
+
+def _exempting_consent(facts: CallFacts, rule: ListRule | None, purpose: Purpose) -> ConsentRecord | None:
+    """A written agreement or a business relationship that lets this seller call a listed number."""
+    if rule is None or not rule.exempt_kinds:
+        return None
+    valid = [
+        c for c in facts.consents if c.kind in rule.exempt_kinds and _consent_is_valid(c, facts, purpose)
+    ]
+    return max(valid, key=lambda c: c.granted_at, default=None)
+
+
+def _hit_detail(hit: DncHit, others: list[DncHit]) -> Detail:
+    return {
         "list": hit.list_name,
         "entry_id": hit.entry_id,
         "source": hit.source,
         "added_at": _iso(hit.added_at),
         "list_version": _iso(hit.list_version),
         "prefix": hit.prefix,
-        "also_on": sorted({h.list_name for h in hits[1:]}),
+        "also_on": sorted({h.list_name for h in others if h is not hit}),
     }
-    return Reason(code, False, detail)
+
+
+def check_dnc(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> Reason:
+    """The company's lists (never exempt) first, then wildcards, then national lists and their freshness."""
+    registry_hits = [
+        DncHit(
+            r.list_name, "registry", datetime.combine(r.list_date, time()), r.version_id, None, r.list_date
+        )
+        for r in facts.registries
+        if r.hit
+    ]
+    hits = [*facts.dnc_hits, *registry_hits]
+    company = [h for h in hits if _is_company_list(h.list_name) and h.prefix is None]
+    if company:
+        return Reason("dnc.internal", False, _hit_detail(company[0], hits))
+    prefixes = [h for h in hits if h.prefix is not None]
+    if prefixes:
+        return Reason("dnc.prefix", False, _hit_detail(prefixes[0], hits))
+    named = _list_rules(rules)
+    binding = {n: r for n, r in named.items() if not r.purposes or purpose in r.purposes}
+    exemptions: list[Detail] = []
+    for hit in hits:
+        if hit.list_name in named and hit.list_name not in binding:
+            continue  # a national list that the packs apply to other purposes only (e.g. surveys)
+        rule = binding.get(hit.list_name)
+        if (consent := _exempting_consent(facts, rule, purpose)) is not None:
+            exemptions.append({"list": hit.list_name, **_consent_detail(consent)})
+            continue
+        listed = _hit_detail(hit, hits)
+        if rule is not None:
+            listed["source_of_rule"] = rule.source.as_detail()
+        return Reason(f"dnc.{hit.list_name}", False, listed)
+    loaded = {r.list_name: r for r in facts.registries}
+    today = facts.now.astimezone(UTC).date()
+    for rule in binding.values():
+        if not rule.required:
+            continue
+        status = loaded.get(rule.list_name)
+        age = (today - status.list_date).days if status else None
+        if status is not None and (rule.max_age_days is None or (age or 0) < rule.max_age_days):
+            continue
+        if (consent := _exempting_consent(facts, rule, purpose)) is not None:
+            exemptions.append({"list": rule.list_name, "stale": True, **_consent_detail(consent)})
+            continue
+        return Reason(
+            "dnc.list_stale",
+            False,
+            {
+                "list": rule.list_name,
+                "loaded": status is not None,
+                "list_date": _iso(status.list_date) if status else None,
+                "age_days": age,
+                "max_age_days": rule.max_age_days,
+                "source": rule.source.as_detail(),
+            },
+        )
+    detail: Detail = {"lists": {r.list_name: r.list_date.isoformat() for r in facts.registries}}
+    if exemptions:
+        detail["exemptions"] = exemptions
+    return Reason("dnc.clear", True, detail)
 
 
 def _consent_matches(c: ConsentRecord, facts: CallFacts, purpose: Purpose) -> bool:
     if c.campaign is not None:
         return c.campaign == facts.campaign_name
     return c.purpose is None or c.purpose == purpose
+
+
+def _consent_is_valid(c: ConsentRecord, facts: CallFacts, purpose: Purpose) -> bool:
+    return (
+        _consent_matches(c, facts, purpose)
+        and c.revoked_at is None
+        and c.granted_at <= facts.now
+        and (c.expires_at is None or c.expires_at > facts.now)
+    )
 
 
 def _consent_detail(c: ConsentRecord) -> Detail:
@@ -100,12 +182,7 @@ def check_consent(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> 
     sources = [r.source.as_detail() for r in required]
     candidates = [c for c in facts.consents if _consent_matches(c, facts, purpose)]
     valid = [
-        c
-        for c in candidates
-        if c.revoked_at is None
-        and c.granted_at <= facts.now
-        and (c.expires_at is None or c.expires_at > facts.now)
-        and (kinds is None or c.kind in kinds)
+        c for c in candidates if _consent_is_valid(c, facts, purpose) and (kinds is None or c.kind in kinds)
     ]
     if valid:
         best = max(valid, key=lambda c: c.granted_at)

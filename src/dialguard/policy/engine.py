@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from dialguard.numbers import InvalidNumber
@@ -12,7 +13,7 @@ from dialguard.policy.checks import check_campaign, check_consent, check_dnc, ch
 from dialguard.policy.frequency import check_frequency
 from dialguard.policy.hours import check_hours, next_allowed
 from dialguard.policy.model import CallFacts, Decision, EffectiveRules, Purpose, Reason, Verdict
-from dialguard.policy.roaming import check_roaming
+from dialguard.policy.roaming import allows_roamers, check_roaming
 
 # An unknown campaign is judged as the strictest purpose, so its evidence is still complete.
 STRICTEST_PURPOSE = Purpose.MARKETING
@@ -24,20 +25,29 @@ def evaluate(facts: CallFacts, rules: EffectiveRules | None) -> Decision:
     if isinstance(facts.number, InvalidNumber) or rules is None:
         return Decision(Verdict.BLOCK, (number_reason,))
     purpose = facts.campaign.purpose if facts.campaign else STRICTEST_PURPOSE
+    hours_rules = _with_visited_zones(facts, rules)
     reasons: list[Reason] = [number_reason]
     if (unknown := check_campaign(facts)) is not None:
         reasons.append(unknown)
     reasons += [
-        check_dnc(facts),
+        check_dnc(facts, rules, purpose),
         check_consent(facts, rules, purpose),
-        check_hours(rules, facts.now),
+        check_hours(hours_rules, facts.now),
         check_frequency(facts, rules, purpose),
         check_roaming(facts, rules, purpose),
     ]
     failed = [r for r in reasons if not r.passed]
     if not failed:
         return Decision(Verdict.ALLOW, tuple(reasons))
-    return Decision(Verdict.BLOCK, tuple(reasons), _next_callable(failed, rules))
+    return Decision(Verdict.BLOCK, tuple(reasons), _next_callable(failed, hours_rules))
+
+
+def _with_visited_zones(facts: CallFacts, rules: EffectiveRules) -> EffectiveRules:
+    """A roamer a campaign may call must be inside the window where they are, too."""
+    roaming = facts.roaming
+    if roaming is None or roaming.status != "abroad" or not allows_roamers(facts.campaign):
+        return rules
+    return replace(rules, zones=tuple(dict.fromkeys((*rules.zones, *roaming.visited_zones))))
 
 
 def _next_callable(failed: list[Reason], rules: EffectiveRules) -> datetime | None:

@@ -9,6 +9,7 @@ the allowed set can begin.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
@@ -90,6 +91,18 @@ def next_allowed(rules: EffectiveRules, not_before: datetime) -> datetime | None
 
 
 def check_hours(rules: EffectiveRules, now: datetime) -> Reason:
+    reason = _judge(rules, now)
+    if reason.passed or reason.retry_after is not None or not rules.fallback_zones:
+        return reason
+    # The candidate zones share no window in the whole search horizon (16 zones of a Russian mobile
+    # under a short window): judge by the lead's own state or the pack's stated presumption instead.
+    presumed = replace(rules, zones=rules.fallback_zones, zone_note=rules.fallback_note, fallback_zones=())
+    judged = _judge(presumed, now)
+    candidates: Detail = {"candidate_zones": list(rules.zones), "no_common_window": True}
+    return replace(judged, detail={**judged.detail, **candidates})
+
+
+def _judge(rules: EffectiveRules, now: datetime) -> Reason:
     layers = [layer for layer in rules.layers if layer.calling_hours is not None]
     local_times: Detail = {z: now.astimezone(_zone(z)).isoformat() for z in rules.zones}
     detail: Detail = {

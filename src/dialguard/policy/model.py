@@ -100,6 +100,16 @@ class DncHit:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryStatus:
+    """A national list's live version, and whether this number is on it."""
+
+    list_name: str  # "us_national", "uk_tps" ...
+    list_date: date  # the publisher's date of the data: freshness is measured from it
+    version_id: int
+    hit: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """A call to this number the gate let through earlier (counted for frequency caps)."""
 
@@ -117,6 +127,7 @@ class RoamingFact:
     provider: str | None = None
     age_seconds: float | None = None
     cause: str | None = None  # why unknown: "timeout", "http_500", "breaker_open" ...
+    visited_zones: tuple[str, ...] = ()  # the visited country's time zones, when abroad
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,7 @@ class CallFacts:
     attempts: tuple[Attempt, ...] = ()
     lead_subdivision: str | None = None  # "US-TX" when the dialer knows the lead's own state
     roaming: RoamingFact | None = None
+    registries: tuple[RegistryStatus, ...] = ()  # every loaded national list, hit or not
 
 
 # ---------------------------------------------------------------- rules
@@ -209,6 +221,27 @@ class FrequencyCap:
 
 
 @dataclass(frozen=True, slots=True)
+class ListRule:
+    """A national do-not-call list a pack requires: for which purposes, how fresh, who may still call."""
+
+    list_name: str
+    source: Source
+    required: bool = True  # a missing or stale copy blocks (an old list is no list)
+    max_age_days: int | None = None  # stale from this age of the data on
+    purposes: frozenset[Purpose] = frozenset()  # empty: every purpose
+    exempt_kinds: frozenset[str] = frozenset()  # consent kinds that may call a listed number anyway
+
+
+@dataclass(frozen=True, slots=True)
+class RoamingRule:
+    """When a pack asks whether a mobile is abroad, and what an unanswered question means."""
+
+    required_for: frozenset[Purpose]
+    block_unknown: bool  # True where the rule is law: no answer, no call
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
 class RuleLayer:
     """One level of rules: a country, a subdivision inside it, or the administrator's overrides.
 
@@ -219,7 +252,11 @@ class RuleLayer:
     calling_hours: CallingHours | None = None
     consent: Mapping[Purpose, ConsentRule] = field(default_factory=dict)
     frequency_caps: tuple[FrequencyCap, ...] = ()
-    # When the number gives no usable zone: which zones to presume, and why.
+    dnc_lists: tuple[ListRule, ...] = ()
+    roaming: RoamingRule | None = None
+    # Every party must consent to a recording (all-party states): record only after the notice, unobjected.
+    all_party_consent: Source | None = None
+    # When the number gives no usable zone, or zones that share no window: which zones to presume, and why.
     presumed_zones: tuple[str, ...] = ()
     presumption: str | None = None
 
@@ -232,3 +269,7 @@ class EffectiveRules:
     zones: tuple[str, ...]
     version: str
     zone_note: str | None = None  # how the zones were chosen when the number alone did not say
+    # Where the candidate zones share no calling window at all (a wide country's mobile range): the zones
+    # to judge by instead — the lead's own state when the dialer gave one, else the pack's presumption.
+    fallback_zones: tuple[str, ...] = ()
+    fallback_note: str | None = None

@@ -44,11 +44,22 @@ class RuleBook:
         zones = list(number.time_zones)
         if lead_subdivision:
             zones += [z for z in zones_for_subdivision(lead_subdivision) if z not in zones]
+        presumed = next((layer for layer in layers if layer.presumed_zones), None)
+        presumption = (presumed.presumption or f"zones presumed by {presumed.key}") if presumed else None
         note = None
-        if not zones:
-            for layer in layers:
-                if layer.presumed_zones:
-                    zones = list(layer.presumed_zones)
-                    note = layer.presumption or f"zones presumed by {layer.key}"
-                    break
-        return EffectiveRules(layers=tuple(layers), zones=tuple(zones), version=self.version, zone_note=note)
+        if not zones and presumed is not None:
+            zones, note = list(presumed.presumed_zones), presumption
+        fallback: tuple[str, ...] = ()
+        fallback_note = None
+        if lead_subdivision and (lead_zones := zones_for_subdivision(lead_subdivision)):
+            fallback, fallback_note = lead_zones, f"the lead's own state {lead_subdivision}"
+        elif presumed is not None and note is None:
+            fallback, fallback_note = presumed.presumed_zones, presumption
+        return EffectiveRules(
+            layers=tuple(layers),
+            zones=tuple(zones),
+            version=self.version,
+            zone_note=note,
+            fallback_zones=tuple(fallback) if tuple(fallback) != tuple(zones) else (),
+            fallback_note=fallback_note,
+        )

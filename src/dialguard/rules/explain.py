@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dialguard.numbers import NumberFacts
 from dialguard.policy.hours import allowed_at, holiday_name, next_allowed
-from dialguard.policy.model import CallingHours, Purpose, RuleLayer, Source
+from dialguard.policy.model import CallingHours, EffectiveRules, Purpose, RuleLayer, Source
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import DAYS
 
@@ -54,9 +55,26 @@ def layer_lines(layer: RuleLayer) -> list[str]:
         lines.append(
             f"  cap: {cap.max_calls} calls per {_period(cap.period)}{per} ({scope}) {_source(cap.source)}"
         )
+    for listed in layer.dnc_lists:
+        scope = ", ".join(sorted(listed.purposes)) or "every purpose"
+        need = "required" if listed.required else "checked when loaded"
+        age = f", no older than {listed.max_age_days} days" if listed.max_age_days else ""
+        exempt = f"; exempt: {', '.join(sorted(listed.exempt_kinds))}" if listed.exempt_kinds else ""
+        lines.append(
+            f"  do-not-call list {listed.list_name} ({scope}): {need}{age}{exempt} {_source(listed.source)}"
+        )
+    if layer.all_party_consent is not None:
+        lines.append(
+            f"  recording: all-party consent, record only after the notice {_source(layer.all_party_consent)}"
+        )
+    if (roam := layer.roaming) is not None:
+        scope = ", ".join(sorted(roam.required_for))
+        unknown = "blocks" if roam.block_unknown else "is allowed, kept as evidence"
+        lines.append(f"  roaming: HLR look-up for {scope}; no answer {unknown} {_source(roam.source)}")
     if layer.presumed_zones:
         lines.append(
-            f"  zones presumed when unknown: {', '.join(layer.presumed_zones)} ({layer.presumption})"
+            f"  zones presumed when unknown or sharing no window: {', '.join(layer.presumed_zones)}"
+            f" ({layer.presumption})"
         )
     return lines
 
@@ -81,6 +99,23 @@ def show(rulebook: RuleBook, country: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _zone_lines(rules: EffectiveRules, at: datetime) -> list[str]:
+    lines = []
+    for layer in rules.layers:
+        hours = layer.calling_hours
+        if hours is None:
+            continue
+        for zone in rules.zones:
+            local = at.astimezone(ZoneInfo(zone))
+            holiday = holiday_name(hours, local.date())
+            windows = hours.windows_on(local.date(), holiday is not None)
+            inside = any(w.contains(local.time()) for w in windows)
+            day = f"{local:%A %Y-%m-%d %H:%M} {zone}" + (f", holiday: {holiday}" if holiday else "")
+            labels = ", ".join(w.label() for w in windows) or "no calls"
+            lines.append(f"  {layer.key}: {day} -> windows {labels}: {'inside' if inside else 'OUTSIDE'}")
+    return lines
+
+
 def explain(
     rulebook: RuleBook,
     number: NumberFacts,
@@ -99,22 +134,20 @@ def explain(
         + (f" ({rules.zone_note})" if rules.zone_note else ""),
         f"at {at.isoformat()}:",
     ]
-    for layer in rules.layers:
-        hours = layer.calling_hours
-        if hours is None:
-            continue
-        for zone in rules.zones:
-            local = at.astimezone(ZoneInfo(zone))
-            holiday = holiday_name(hours, local.date())
-            windows = hours.windows_on(local.date(), holiday is not None)
-            inside = any(w.contains(local.time()) for w in windows)
-            day = f"{local:%A %Y-%m-%d %H:%M} {zone}" + (f", holiday: {holiday}" if holiday else "")
-            labels = ", ".join(w.label() for w in windows) or "no calls"
-            lines.append(f"  {layer.key}: {day} -> windows {labels}: {'inside' if inside else 'OUTSIDE'}")
+    lines += _zone_lines(rules, at)
+    nxt = None if allowed_at(rules, at) else next_allowed(rules, at)
+    if nxt is None and rules.fallback_zones and not allowed_at(rules, at):
+        # As the hours check does: zones that share no window give way to the stated presumption.
+        lines.append(
+            f"the {len(rules.zones)} zones share no window within 14 days: judging by "
+            f"{', '.join(rules.fallback_zones)} ({rules.fallback_note})"
+        )
+        rules = replace(rules, zones=rules.fallback_zones, fallback_zones=())
+        lines += _zone_lines(rules, at)
+        nxt = None if allowed_at(rules, at) else next_allowed(rules, at)
     if allowed_at(rules, at):
         lines.append("hours: inside every window in every zone")
     else:
-        nxt = next_allowed(rules, at)
         lines.append(f"hours: blocked; next callable {nxt.isoformat() if nxt else 'not within 14 days'}")
     required = [
         (layer.key, rule) for layer in rules.layers if (rule := layer.consent.get(purpose)) and rule.required

@@ -26,7 +26,15 @@ A pack::
     purposes = ["marketing"]
     source = "..."
 
-    [presume]                           # zones to assume when the number gives none
+    [[dnc]]                             # a national do-not-call list this country requires
+    list = "us_national"
+    max_age_days = 31                   # stale from this age of the publisher's data on
+    purposes = ["marketing"]
+    exempt_kinds = ["written_agreement"]   # consent kinds that may still call a listed number
+    source = "..."
+
+    [presume]                           # zones to assume when the number gives none, or when
+                                        # the zones it gives share no window at all
     zones = ["America/New_York"]
     reason = "..."
 
@@ -57,7 +65,9 @@ from dialguard.policy.model import (
     CallingHours,
     ConsentRule,
     FrequencyCap,
+    ListRule,
     Purpose,
+    RoamingRule,
     RuleLayer,
     Source,
     TimeWindow,
@@ -67,12 +77,16 @@ from dialguard.policy.rulebook import RuleBook
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WINDOW = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 SOURCE_KEYS = {"source", "effective", "policy"}
-LAYER_KEYS = {"name", "hours", "consent", "caps", "presume", "note"}
+LAYER_KEYS = {"name", "hours", "consent", "caps", "dnc", "roaming", "recording", "presume", "note"}
+RECORDING_KEYS = {"all_party_consent"} | SOURCE_KEYS
+ROAMING_KEYS = {"required_for", "on_unknown"} | SOURCE_KEYS
 HOURS_KEYS = {"all", *DAYS, "holidays", "holiday_calendar", "holiday_subdivision", "extra_holidays"}
 HOURS_KEYS |= SOURCE_KEYS
 CONSENT_KEYS = {"required", "kinds"} | SOURCE_KEYS
 CAP_KEYS = {"max_calls", "period_hours", "period_days", "purposes", "per_campaign"} | SOURCE_KEYS
 PRESUME_KEYS = {"zones", "reason"}
+DNC_KEYS = {"list", "required", "max_age_days", "purposes", "exempt_kinds"} | SOURCE_KEYS
+LIST_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PACK_KEYS = {"country", "name", "aliases", "members"}
 CONSENT_KINDS = {"express", "express_written", "written_agreement", "ebr_purchase", "ebr_inquiry", "verbal"}
 
@@ -229,6 +243,60 @@ class _Builder:
             )
         return tuple(out)
 
+    def dnc(self, value: Any, key: str) -> tuple[ListRule, ...]:
+        if not isinstance(value, list):
+            raise self.fail(key, "must be an array of tables ([[dnc]])")
+        out = []
+        for i, item in enumerate(value):
+            k = f"{key}[{i}]"
+            t = self.keys(item, DNC_KEYS, k)
+            name = t.get("list")
+            if not isinstance(name, str) or not LIST_NAME.fullmatch(name):
+                raise self.fail(f"{k}.list", "must be a list name like us_national (lower case, digits, _)")
+            required = t.get("required", True)
+            if not isinstance(required, bool):
+                raise self.fail(f"{k}.required", "must be true or false")
+            age = t.get("max_age_days")
+            if age is not None and (not isinstance(age, int) or isinstance(age, bool) or age < 1):
+                raise self.fail(f"{k}.max_age_days", "must be a whole number of days ≥ 1")
+            purposes = t.get("purposes", [])
+            kinds = t.get("exempt_kinds", [])
+            if not isinstance(purposes, list):
+                raise self.fail(f"{k}.purposes", "must be a list")
+            if not isinstance(kinds, list) or not all(kind in CONSENT_KINDS for kind in kinds):
+                raise self.fail(f"{k}.exempt_kinds", f"must list consent kinds from {sorted(CONSENT_KINDS)}")
+            out.append(
+                ListRule(
+                    list_name=name,
+                    source=self.source(t, k),
+                    required=required,
+                    max_age_days=age,
+                    purposes=frozenset(self.purpose(p, f"{k}.purposes") for p in purposes),
+                    exempt_kinds=frozenset(kinds),
+                )
+            )
+        return tuple(out)
+
+    def roaming(self, table: Any, key: str) -> RoamingRule:
+        t = self.keys(table, ROAMING_KEYS, key)
+        purposes = t.get("required_for")
+        if not isinstance(purposes, list) or not purposes:
+            raise self.fail(f"{key}.required_for", "must list the purposes that need an HLR look-up")
+        on_unknown = t.get("on_unknown", "block")
+        if on_unknown not in ("block", "allow"):
+            raise self.fail(f"{key}.on_unknown", 'must be "block" (the rule is law) or "allow" (policy)')
+        return RoamingRule(
+            required_for=frozenset(self.purpose(p, f"{key}.required_for") for p in purposes),
+            block_unknown=on_unknown == "block",
+            source=self.source(t, key),
+        )
+
+    def recording(self, table: Any, key: str) -> Source | None:
+        t = self.keys(table, RECORDING_KEYS, key)
+        if not isinstance(t.get("all_party_consent"), bool):
+            raise self.fail(f"{key}.all_party_consent", "must be true or false")
+        return self.source(t, key) if t["all_party_consent"] else None
+
     def presume(self, table: Any, key: str) -> tuple[tuple[str, ...], str]:
         t = self.keys(table, PRESUME_KEYS, key)
         zones = t.get("zones")
@@ -255,6 +323,11 @@ class _Builder:
             calling_hours=self.hours(t["hours"], f"{prefix}hours", region, sub) if "hours" in t else None,
             consent=self.consent(t["consent"], f"{prefix}consent") if "consent" in t else {},
             frequency_caps=self.caps(t["caps"], f"{prefix}caps") if "caps" in t else (),
+            dnc_lists=self.dnc(t["dnc"], f"{prefix}dnc") if "dnc" in t else (),
+            roaming=self.roaming(t["roaming"], f"{prefix}roaming") if "roaming" in t else None,
+            all_party_consent=self.recording(t["recording"], f"{prefix}recording")
+            if "recording" in t
+            else None,
             presumed_zones=zones,
             presumption=reason,
         )
