@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from dialguard.policy.model import Campaign, Purpose
+from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
 
 
@@ -27,14 +28,17 @@ async def add_campaign(
     actor: str = "cli",
 ) -> Campaign:
     try:
-        row = await conn.fetchrow(
-            """INSERT INTO campaigns (name, purpose, settings, created_by) VALUES ($1, $2, $3, $4)
-               RETURNING name, purpose, settings""",
-            name,
-            str(purpose),
-            settings or {},
-            actor,
-        )
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO campaigns (name, purpose, settings, created_by) VALUES ($1, $2, $3, $4)
+                   RETURNING name, purpose, settings""",
+                name,
+                str(purpose),
+                settings or {},
+                actor,
+            )
+            detail = {"purpose": str(purpose), "settings": settings or {}}
+            await record_audit(conn, actor=actor, action="campaign.add", subject=name, detail=detail)
     except asyncpg.UniqueViolationError:
         raise CampaignExists(f"campaign {name!r} already exists") from None
     return campaign_from_row(row)

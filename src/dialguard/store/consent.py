@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import calendar
+from datetime import UTC, datetime
 from typing import Any
 
 from dialguard.policy.model import ConsentRecord, Purpose
+from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
 
 # The state of each grant now: revoked by the first revocation (of it, or of the whole number) after it.
@@ -18,6 +20,18 @@ SELECT g.id, g.number, g.purpose, g.campaign, g.kind, g.source, g.evidence, g.gr
 """
 CURRENT_CONSENTS_SQL = _CONSENT_STATE + " WHERE g.number = $1 ORDER BY g.granted_at, g.id"
 RECENT_CONSENTS_SQL = _CONSENT_STATE + " ORDER BY g.id DESC LIMIT $1"
+
+
+# An established business relationship lasts 18 months after a purchase, 3 after an inquiry
+# (16 CFR 310.2(q)); the grant's date is the purchase or inquiry date.
+EBR_MONTHS = {"ebr_purchase": 18, "ebr_inquiry": 3}
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day ``months`` later, or the month's last day when it is shorter (31 Aug + 3 = 30 Nov)."""
+    month0 = moment.month - 1 + months
+    year, month = moment.year + month0 // 12, month0 % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
 def consent_from_row(row: Any) -> ConsentRecord:
@@ -49,20 +63,26 @@ async def grant_consent(
     """Record a grant; returns its id. ``purpose`` and ``campaign`` are the two ways to scope it."""
     if (purpose is None) == (campaign is None):
         raise ValueError("a consent is scoped by a purpose or by a campaign, exactly one of them")
-    consent_id: int = await conn.fetchval(
-        """INSERT INTO consent_grants
-               (number, purpose, campaign, kind, source, evidence, granted_at, expires_at, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9) RETURNING id""",
-        number,
-        str(purpose) if purpose else None,
-        campaign,
-        kind,
-        source,
-        evidence or {},
-        granted_at,
-        expires_at,
-        actor,
-    )
+    if kind in EBR_MONTHS and expires_at is None:
+        expires_at = add_months(granted_at or datetime.now(UTC), EBR_MONTHS[kind])
+    async with conn.transaction():
+        consent_id: int = await conn.fetchval(
+            """INSERT INTO consent_grants
+                   (number, purpose, campaign, kind, source, evidence, granted_at, expires_at, created_by)
+               VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9) RETURNING id""",
+            number,
+            str(purpose) if purpose else None,
+            campaign,
+            kind,
+            source,
+            evidence or {},
+            granted_at,
+            expires_at,
+            actor,
+        )
+        scope = {"purpose": str(purpose)} if purpose else {"campaign": campaign}
+        detail = {"consent_id": consent_id, "kind": kind, "source": source, **scope}
+        await record_audit(conn, actor=actor, action="consent.grant", subject=number, detail=detail)
     return consent_id
 
 
@@ -76,15 +96,18 @@ async def revoke_consent(
     actor: str = "cli",
 ) -> int:
     """Withdraw one grant, or (``consent_id`` None) every grant of the number; effective at once."""
-    revocation_id: int = await conn.fetchval(
-        """INSERT INTO consent_revocations (number, consent_id, source, evidence, created_by)
-           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-        number,
-        consent_id,
-        source,
-        evidence or {},
-        actor,
-    )
+    async with conn.transaction():
+        revocation_id: int = await conn.fetchval(
+            """INSERT INTO consent_revocations (number, consent_id, source, evidence, created_by)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            number,
+            consent_id,
+            source,
+            evidence or {},
+            actor,
+        )
+        detail = {"revocation_id": revocation_id, "consent_id": consent_id, "source": source}
+        await record_audit(conn, actor=actor, action="consent.revoke", subject=number, detail=detail)
     return revocation_id
 
 

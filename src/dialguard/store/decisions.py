@@ -99,6 +99,8 @@ def _range_digest(prev: bytes | None, rows: list[Any]) -> bytes:
     return h.digest()
 
 
+BACKLOG_TIMEOUT = 600.0
+
 _RANGE_SQL = """SELECT id, row_hash FROM decisions
                  WHERE inserted_at >= $1 AND inserted_at < $2 ORDER BY inserted_at, id"""
 
@@ -123,7 +125,8 @@ async def seal(conn: Connection) -> int | None:
         from_at = last["to_at"] if last else datetime(1970, 1, 1, tzinfo=UTC)
         if to_at <= from_at:
             return 0
-        rows = await conn.fetch(_RANGE_SQL, from_at, to_at)
+        # A backlog (no serve running to seal every few seconds) can be large: not bound by a call's timeout.
+        rows = await conn.fetch(_RANGE_SQL, from_at, to_at, timeout=BACKLOG_TIMEOUT)
         if not rows:
             return 0
         prev = bytes(last["digest"]) if last else None

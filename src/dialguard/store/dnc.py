@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from dialguard.policy.model import DncHit
+from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
 
 INTERNAL = "internal"
+
+
+def is_entry_list(name: str) -> bool:
+    """The company's own lists hold entries added one by one; every other name is a national list."""
+    return name == INTERNAL or name.startswith("campaign:")
 
 
 def hit_from_row(row: Any) -> DncHit:
@@ -16,6 +23,7 @@ def hit_from_row(row: Any) -> DncHit:
         source=row["source"],
         added_at=row["added_at"],
         entry_id=row["id"],
+        prefix=row.get("prefix"),
     )
 
 
@@ -27,17 +35,27 @@ async def add_dnc(
     source: str = "cli",
     evidence: dict[str, Any] | None = None,
     actor: str = "cli",
+    expires_at: datetime | None = None,
 ) -> bool:
-    """Put a number on a list; False when it already was there (the history still records the request)."""
+    """Put a number on a list; False when it already was there (the history still records the request).
+
+    A number ending in ``*`` is a wildcard: every number starting with the digits before it.
+    """
+    if number.endswith("*"):
+        return await _add_prefix(conn, number[:-1], list_name, source, evidence or {}, actor)
     async with conn.transaction():
         added = await conn.fetchval(
-            """INSERT INTO dnc_entries (list_name, number, source, evidence, added_by)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+            """INSERT INTO dnc_entries (list_name, number, source, evidence, added_by, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (number, list_name) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                 WHERE dnc_entries.expires_at IS NOT NULL AND dnc_entries.expires_at <= now()
+               RETURNING true""",
             list_name,
             number,
             source,
             evidence or {},
             actor,
+            expires_at,
         )
         await conn.execute(
             """INSERT INTO dnc_history (list_name, number, action, source, evidence, actor)
@@ -48,6 +66,35 @@ async def add_dnc(
             evidence or {},
             actor,
         )
+        detail = {"list": list_name, "source": source, "added": bool(added)}
+        await record_audit(conn, actor=actor, action="dnc.add", subject=number, detail=detail)
+    return bool(added)
+
+
+async def _add_prefix(
+    conn: Connection, prefix: str, list_name: str, source: str, evidence: dict[str, Any], actor: str
+) -> bool:
+    async with conn.transaction():
+        added = await conn.fetchval(
+            """INSERT INTO dnc_prefixes (list_name, prefix, source, evidence, added_by)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+            list_name,
+            prefix,
+            source,
+            evidence,
+            actor,
+        )
+        await conn.execute(
+            """INSERT INTO dnc_history (list_name, number, action, source, evidence, actor)
+               VALUES ($1, $2, 'add', $3, $4, $5)""",
+            list_name,
+            prefix + "*",
+            source,
+            evidence,
+            actor,
+        )
+        detail = {"list": list_name, "source": source, "added": bool(added)}
+        await record_audit(conn, actor=actor, action="dnc.add", subject=prefix + "*", detail=detail)
     return bool(added)
 
 
@@ -60,9 +107,18 @@ async def remove_dnc(
     actor: str = "cli",
 ) -> bool:
     async with conn.transaction():
-        removed = await conn.fetchval(
-            "DELETE FROM dnc_entries WHERE list_name = $1 AND number = $2 RETURNING true", list_name, number
-        )
+        if number.endswith("*"):
+            removed = await conn.fetchval(
+                "DELETE FROM dnc_prefixes WHERE list_name = $1 AND prefix = $2 RETURNING true",
+                list_name,
+                number[:-1],
+            )
+        else:
+            removed = await conn.fetchval(
+                "DELETE FROM dnc_entries WHERE list_name = $1 AND number = $2 RETURNING true",
+                list_name,
+                number,
+            )
         if removed:
             await conn.execute(
                 """INSERT INTO dnc_history (list_name, number, action, source, actor)
@@ -72,14 +128,21 @@ async def remove_dnc(
                 source,
                 actor,
             )
+            await record_audit(
+                conn, actor=actor, action="dnc.remove", subject=number, detail={"list": list_name}
+            )
     return bool(removed)
 
 
 async def list_dnc(conn: Connection, list_name: str | None = None, limit: int = 1000) -> list[Any]:
+    """Entries and wildcards (shown as ``+1212*``), newest first."""
     return list(
         await conn.fetch(
-            """SELECT id, list_name, number, source, added_at, added_by FROM dnc_entries
-                WHERE $1::text IS NULL OR list_name = $1 ORDER BY added_at DESC, id DESC LIMIT $2""",
+            """SELECT * FROM (
+                 SELECT id, list_name, number, source, added_at, added_by, expires_at FROM dnc_entries
+                 UNION ALL
+                 SELECT id, list_name, prefix || '*', source, added_at, added_by, NULL FROM dnc_prefixes
+               ) e WHERE $1::text IS NULL OR list_name = $1 ORDER BY added_at DESC, id DESC LIMIT $2""",
             list_name,
             limit,
         )

@@ -1,0 +1,40 @@
+"""A scratch database for a benchmark: on $DIALGUARD_TEST_DSN's server, else an embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from dialguard.store.db import start_embedded
+from dialguard.store.migrate import migrate
+
+
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[tuple[str, Path]]:
+    """(DSN of a fresh migrated database, a temporary directory); both are gone afterwards."""
+    tmp = tempfile.TemporaryDirectory(prefix="dialguard-bench-")
+    server_dsn = os.environ.get("DIALGUARD_TEST_DSN")
+    if server_dsn is None:
+        server_dsn = await asyncio.to_thread(start_embedded, Path(tmp.name) / "pg")
+    name = f"dialguard_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield dsn, Path(tmp.name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+        tmp.cleanup()
