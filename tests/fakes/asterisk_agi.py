@@ -133,6 +133,8 @@ class Channel:
     hangup_after: int | None = None
     # Hang up while the Nth STREAM FILE / GET OPTION is playing (1-based).
     hangup_in_prompt: int | None = None
+    # Called as each prompt starts playing: the world may change while the callee listens.
+    during_prompt: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         n = next(_uniqueids)
@@ -310,6 +312,8 @@ class _Dialog:
     def _play(self, name: str, escape: str) -> tuple[int, int]:
         """(result, endpos) of playing one file: a key in ``escape`` stops it."""
         self.prompts += 1
+        if self.channel.during_prompt is not None:
+            self.channel.during_prompt()
         if self.channel.sounds is not None and name not in self.channel.sounds:
             return -1, 0
         if self.channel.hangup_in_prompt == self.prompts:

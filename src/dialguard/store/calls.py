@@ -1,0 +1,100 @@
+"""What happened in a call after it was allowed: events, opt-outs, and the decision it belongs to."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dialguard.store.consent import revoke_consent
+from dialguard.store.db import Connection
+from dialguard.store.dnc import INTERNAL, add_dnc
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """A callee's key press that stops all further calls; its id makes storing it idempotent."""
+
+    id: uuid.UUID
+    number: str
+    call_id: uuid.UUID
+    campaign: str
+    digit: str
+    at: datetime
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "id": str(self.id),
+            "number": self.number,
+            "call_id": str(self.call_id),
+            "campaign": self.campaign,
+            "digit": self.digit,
+            "at": self.at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OptOut:
+        return cls(
+            id=uuid.UUID(data["id"]),
+            number=str(data["number"]),
+            call_id=uuid.UUID(data["call_id"]),
+            campaign=str(data["campaign"]),
+            digit=str(data["digit"]),
+            at=datetime.fromisoformat(data["at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    call_id: uuid.UUID
+    number: str
+    campaign: str
+    body: dict[str, Any]
+
+
+async def call_by_id(conn: Connection, call_id: uuid.UUID) -> CallRecord | None:
+    row = await conn.fetchrow(
+        "SELECT call_id, number, campaign, body FROM decisions WHERE call_id = $1", call_id
+    )
+    return CallRecord(row["call_id"], row["number"], row["campaign"], row["body"]) if row else None
+
+
+async def record_event(
+    conn: Connection, call_id: uuid.UUID, kind: str, detail: dict[str, Any] | None = None
+) -> None:
+    await conn.execute(
+        "INSERT INTO call_events (call_id, kind, detail) VALUES ($1, $2, $3)", call_id, kind, detail or {}
+    )
+
+
+async def store_optout(conn: Connection, optout: OptOut, *, via: str) -> bool:
+    """The number on the internal list, once per opt-out id; False when this opt-out was already stored."""
+    async with conn.transaction():
+        fresh = await conn.fetchval(
+            """INSERT INTO optouts (id, number, call_id, campaign, digit, at, via)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING true""",
+            optout.id,
+            optout.number,
+            optout.call_id,
+            optout.campaign,
+            optout.digit,
+            optout.at,
+            via,
+        )
+        if not fresh:
+            return False
+        evidence = {**optout.as_json(), "via": via}
+        await add_dnc(
+            conn, number=optout.number, list_name=INTERNAL, source="dtmf", evidence=evidence, actor="agi"
+        )
+        # A key press is a revocation "by any reasonable means" (47 CFR 64.1200): consent goes too.
+        await revoke_consent(conn, number=optout.number, source="dtmf", evidence=evidence, actor="agi")
+        await record_event(conn, optout.call_id, "optout.stored", {"optout_id": str(optout.id), "via": via})
+    return True
+
+
+async def events_of(conn: Connection, call_id: uuid.UUID) -> list[Any]:
+    return list(
+        await conn.fetch("SELECT at, kind, detail FROM call_events WHERE call_id = $1 ORDER BY id", call_id)
+    )

@@ -1,0 +1,28 @@
+-- In the call: every notice played, digit pressed, opt-out and consent attempt, tied to the decision's
+-- call id; and opt-outs keyed by their own id, so a journal replayed after a crash adds each once.
+
+CREATE TABLE call_events (
+    id       bigserial PRIMARY KEY,
+    call_id  uuid NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now(),
+    kind     text NOT NULL,   -- notice.played, notice.failed, digit, optout, consent.granted, consent.refused ...
+    detail   jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX call_events_call ON call_events (call_id, id);
+
+CREATE TABLE optouts (
+    id        uuid PRIMARY KEY,
+    number    text NOT NULL,
+    call_id   uuid NOT NULL,
+    campaign  text NOT NULL,
+    digit     text NOT NULL,
+    at        timestamptz NOT NULL,        -- when the callee pressed the key
+    via       text NOT NULL CHECK (via IN ('database', 'journal')),
+    stored_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX optouts_number ON optouts (number);
+
+CREATE TRIGGER call_events_append_only BEFORE UPDATE OR DELETE ON call_events
+    FOR EACH ROW EXECUTE FUNCTION dialguard_append_only();
+CREATE TRIGGER optouts_append_only BEFORE UPDATE OR DELETE ON optouts
+    FOR EACH ROW EXECUTE FUNCTION dialguard_append_only();

@@ -1,0 +1,343 @@
+"""In the call, through a fake Asterisk: the notice, an opt-out that is never lost, consent by phone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from dialguard.asterisk.agi_routes import agi_routes
+from dialguard.asterisk.agi_server import AgiServer
+from dialguard.asterisk.call_routes import CallRoutes
+from dialguard.clock import fixed_clock
+from dialguard.gate import CheckRequest, Gate
+from dialguard.journal import JournalError, OptOutJournal
+from dialguard.policy.model import Purpose
+from dialguard.rules.loader import load_rulebook
+from dialguard.store import campaigns, consent
+from dialguard.store.calls import events_of
+from dialguard.store.db import create_pool
+from tests.fakes.asterisk_agi import Channel, FakeAsterisk
+from tests.fakes.proxy import CuttableProxy
+
+NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 11:00 in New York and Miami
+NEW_YORK = "+12125550142"  # one-party consent to recording
+MIAMI = "+13055550142"  # Florida: all-party consent
+RULES = load_rulebook()
+
+
+def notice(lang: str = "en") -> str:
+    return f"dialguard/{lang}/dialguard-notice"
+
+
+async def decided(pool: asyncpg.Pool, number: str) -> str:
+    """A call the gate allowed (informational: no consent or national list needed); its call id."""
+    async with pool.acquire() as conn:
+        if not await campaigns.get_campaign(conn, "notices"):
+            await campaigns.add_campaign(conn, name="notices", purpose=Purpose.INFORMATIONAL)
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    result = await gate.check(CheckRequest(number, campaign="notices", record=True))
+    assert result.decision.reason == "ok", result.to_json()
+    return str(result.call_id)
+
+
+@pytest.fixture
+async def gateway(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[tuple[FakeAsterisk, OptOutJournal]]:
+    journal = OptOutJournal(tmp_path / "journal.jsonl")
+    journal.check_writable()
+    asterisk, server = await start(pool, journal)
+    yield asterisk, journal
+    await server.close()
+
+
+async def start(pool: asyncpg.Pool, journal: OptOutJournal) -> tuple[FakeAsterisk, AgiServer]:
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    calls = CallRoutes(
+        pool=pool, journal=journal, rulebook=RULES, clock=fixed_clock(NOW), listen_after_ms=300
+    )
+    server = AgiServer(routes=agi_routes(gate=gate, calls=calls), host="127.0.0.1", port=0)
+    await server.start()
+    return FakeAsterisk("127.0.0.1", server.port), server
+
+
+async def next_check(pool: asyncpg.Pool, number: str) -> str:
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    return (await gate.check(CheckRequest(number, campaign="notices"))).decision.reason
+
+
+async def kinds(pool: asyncpg.Pool, call_id: str) -> list[str]:
+    async with pool.acquire() as conn:
+        return [e["kind"] for e in await events_of(conn, uuid.UUID(call_id))]
+
+
+@pytest.mark.parametrize(
+    ("number", "record"),
+    [(NEW_YORK, "YES"), (MIAMI, "YES")],  # the notice played in full, nobody objected
+)
+async def test_no_digit_the_notice_plays_and_recording_is_allowed(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal], number: str, record: str
+) -> None:
+    asterisk, _ = gateway
+    call_id = await decided(pool, number)
+    run = await asterisk.agi("announce", call_id)
+    assert run.variables["DIALGUARD_RECORD"] == record
+    assert "DIALGUARD_OPTOUT" not in run.variables
+    assert ["STREAM", "FILE", notice(), "9"] == run.commands[1][:4]
+    assert await kinds(pool, call_id) == ["notice.played", "recording"]
+
+
+@pytest.mark.parametrize("when", ["during", "after"])
+async def test_the_opt_out_digit_is_stored_before_the_confirmation_and_blocks_the_next_check(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal], when: str
+) -> None:
+    asterisk, _ = gateway
+    call_id = await decided(pool, NEW_YORK)
+    # "during": the key stops the notice; "after": a wrong key first (not armed), then 9 in the wait.
+    dtmf = ["9"] if when == "during" else ["4", "9"]
+    run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=dtmf))
+    assert run.variables["DIALGUARD_OPTOUT"] == "1"
+    assert run.variables["DIALGUARD_RECORD"] == "NO"
+    played = [c[2] for c in run.commands if c[:2] == ["STREAM", "FILE"]]
+    assert played[-1] == "dialguard/en/dialguard-optout-confirmed"
+    events = await kinds(pool, call_id)
+    assert events.index("optout.stored") < events.index("optout")
+    assert await next_check(pool, NEW_YORK) == "dnc.internal"
+    async with pool.acquire() as conn:  # the key press also revoked consent, on the same evidence
+        revoked = await conn.fetchval("SELECT source FROM consent_revocations WHERE number = $1", NEW_YORK)
+    assert revoked == "dtmf"
+
+
+async def test_a_wrong_digit_is_ignored(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    call_id = await decided(pool, NEW_YORK)
+    run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["5"]))
+    assert "DIALGUARD_OPTOUT" not in run.variables
+    assert run.variables["DIALGUARD_RECORD"] == "YES"
+    assert await next_check(pool, NEW_YORK) == "ok"
+    assert await kinds(pool, call_id) == ["notice.played", "digit.ignored", "recording"]
+
+
+async def test_a_hang_up_during_the_notice_leaves_no_half_state(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    call_id = await decided(pool, MIAMI)
+    run = await asterisk.agi("announce", call_id, channel=Channel(hangup_in_prompt=1))
+    assert run.status == "HANGUP"
+    # Florida needs all-party consent: the notice did not play in full, so no recording.
+    assert run.variables["DIALGUARD_RECORD"] == "NO"
+    assert "DIALGUARD_OPTOUT" not in run.variables
+    assert await kinds(pool, call_id) == ["notice.failed", "recording"]
+
+
+async def test_a_missing_prompt_falls_back_to_english_and_still_offers_the_opt_out(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    call_id = await decided(pool, "+34612345678")  # Spanish: the notice in "es" is missing here
+    english = {notice("en"), "dialguard/en/dialguard-optout-confirmed"}
+    run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"], sounds=english))
+    played = [c[2] for c in run.commands if c[:2] == ["STREAM", "FILE"]]
+    assert played[:2] == [notice("es"), notice("en")]
+    assert run.variables["DIALGUARD_OPTOUT"] == "1"
+
+
+async def test_an_unknown_call_id_is_refused_without_recording(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    run = await asterisk.agi("announce", str(uuid.uuid4()))
+    assert run.variables["DIALGUARD_RECORD"] == "NO"
+    assert any("no decision for call" in v for v in run.verbose)
+    run = await asterisk.agi("announce", "not-a-uuid")
+    assert run.variables["DIALGUARD_RECORD"] == "NO"
+
+
+async def test_an_opt_out_with_the_database_gone_is_journaled_then_replayed_exactly_once(
+    db_dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    call_id = await decided(pool, NEW_YORK)
+    journal = OptOutJournal(tmp_path / "journal.jsonl")
+    journal.check_writable()
+    proxy = CuttableProxy.for_dsn(db_dsn)
+    await proxy.start()
+    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    asterisk, server = await start(through, journal)
+    try:
+        # The call's details are read while the database is there; it goes away while the notice plays.
+        channel = Channel(dtmf=["9"], during_prompt=proxy.cut)
+        run = await asterisk.agi("announce", call_id, channel=channel)
+        assert run.variables["DIALGUARD_OPTOUT"] == "1"  # confirmed: it is on disk
+        assert len(journal.pending()) == 1
+        assert await next_check(pool, NEW_YORK) == "ok"  # not yet in the database
+        # A crash after the database took it but before the journal was rewritten: replay twice.
+        proxy.restore()
+        assert await journal.replay(pool) == 1
+        (tmp_path / "journal.jsonl").write_text((tmp_path / "journal.jsonl").read_text())
+        assert await journal.replay(pool) == 0
+        assert journal.pending() == []
+        assert await next_check(pool, NEW_YORK) == "dnc.internal"
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM optouts") == 1
+            assert await conn.fetchval("SELECT via FROM optouts") == "journal"
+    finally:
+        await server.close()
+        through.terminate()
+        await proxy.close()
+
+
+async def test_a_crash_between_storing_and_rewriting_the_journal_stores_nothing_twice(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from dialguard.store.calls import OptOut
+
+    call_id = await decided(pool, NEW_YORK)
+    journal = OptOutJournal(tmp_path / "journal.jsonl")
+    optout = OptOut(uuid.uuid4(), NEW_YORK, uuid.UUID(call_id), "notices", "9", NOW)
+    await journal.append(optout)
+    saved = (tmp_path / "journal.jsonl").read_bytes()
+    assert await journal.replay(pool) == 1
+    (tmp_path / "journal.jsonl").write_bytes(saved + b'{"torn": ')  # as if the rewrite never happened
+    assert await journal.replay(pool) == 0  # the same id: already stored
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dnc_history WHERE number = $1", NEW_YORK) == 1
+
+
+async def test_two_gateways_taking_opt_outs_for_one_number_at_once(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    first = await decided(pool, NEW_YORK)
+    second = await decided(pool, NEW_YORK)
+    a, server_a = await start(pool, OptOutJournal(tmp_path / "a.jsonl"))
+    b, server_b = await start(pool, OptOutJournal(tmp_path / "b.jsonl"))
+    try:
+        runs = await asyncio.gather(
+            a.agi("announce", first, channel=Channel(dtmf=["9"])),
+            b.agi("announce", second, channel=Channel(dtmf=["9"])),
+        )
+    finally:
+        await server_a.close()
+        await server_b.close()
+    assert [r.variables["DIALGUARD_OPTOUT"] for r in runs] == ["1", "1"]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM optouts WHERE number = $1", NEW_YORK) == 2
+        assert await conn.fetchval("SELECT count(*) FROM dnc_entries WHERE number = $1", NEW_YORK) == 1
+    assert await next_check(pool, NEW_YORK) == "dnc.internal"
+
+
+@pytest.mark.parametrize(
+    ("dtmf", "hangup", "granted", "outcome"),
+    [
+        (["1", "1"], None, True, None),
+        (["1"], 2, False, "hung up"),  # one press, then the callee hangs up during the confirmation
+        (["1", "2"], None, False, "second key 2"),
+        (["3"], None, False, "key 3"),
+        ([], None, False, "no answer"),
+    ],
+)
+async def test_consent_by_phone_needs_both_presses(
+    pool: asyncpg.Pool,
+    gateway: tuple[FakeAsterisk, OptOutJournal],
+    dtmf: list[str],
+    hangup: int | None,
+    granted: bool,
+    outcome: str | None,
+) -> None:
+    asterisk, _ = gateway
+    call_id = await decided(pool, NEW_YORK)
+    run = await asterisk.agi("consent", call_id, channel=Channel(dtmf=list(dtmf), hangup_in_prompt=hangup))
+    assert run.variables["DIALGUARD_CONSENT"] == ("YES" if granted else "NO")
+    async with pool.acquire() as conn:
+        rows = await consent.list_consents(conn, NEW_YORK)
+        events = await events_of(conn, uuid.UUID(call_id))
+    assert len(rows) == (1 if granted else 0)
+    if granted:
+        assert (rows[0]["kind"], rows[0]["source"], rows[0]["purpose"]) == ("verbal", "call", "informational")
+        assert rows[0]["evidence"]["call_id"] == call_id
+        assert rows[0]["evidence"]["prompt"]
+    else:
+        refused = [e for e in events if e["kind"] == "consent.refused"]
+        assert refused[0]["detail"]["outcome"] == outcome
+
+
+def test_an_unwritable_journal_refuses_start(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root): permissions cannot refuse")
+        with pytest.raises(JournalError, match="not writable"):
+            OptOutJournal(locked / "journal.jsonl").check_writable()
+    finally:
+        os.chmod(locked, 0o700)
+
+
+def test_a_journal_path_that_is_a_directory_refuses_start(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="not writable"):
+        OptOutJournal(tmp_path).check_writable()
+
+
+@pytest.mark.parametrize(("number", "record"), [(NEW_YORK, "YES"), (MIAMI, "NO")])
+async def test_without_a_notice_only_one_party_states_may_record(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal], number: str, record: str
+) -> None:
+    """Fla. Stat. 934.03 needs every party's consent: no notice heard, no recording; New York needs one."""
+    asterisk, _ = gateway
+    call_id = await decided(pool, number)
+    run = await asterisk.agi("announce", call_id, channel=Channel(sounds=set()))  # no prompt installed
+    assert run.variables["DIALGUARD_RECORD"] == record
+    played = [c[2] for c in run.commands if c[:2] == ["STREAM", "FILE"]]
+    # The notice, its English fallback, then the opt-out offer alone (also missing here).
+    assert played == [notice("en"), "dialguard/en/dialguard-optout-offer"]
+
+
+async def test_serve_refuses_to_start_without_a_writable_journal(db_dsn: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DIALGUARD_DATABASE_DSN": db_dsn,
+        "DIALGUARD_CALLS_JOURNAL_PATH": str(tmp_path),  # a directory: no file can be written there
+        "DIALGUARD_AGI_PORT": "0",
+        "DIALGUARD_HTTP_PORT": "0",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialguard", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "opt-out journal" in err.decode() and "not writable" in err.decode()
+
+
+async def test_with_the_database_away_at_answer_the_dialplans_number_still_takes_the_opt_out(
+    db_dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    call_id = await decided(pool, NEW_YORK)
+    journal = OptOutJournal(tmp_path / "journal.jsonl")
+    proxy = CuttableProxy.for_dsn(db_dsn)
+    await proxy.start()
+    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    asterisk, server = await start(through, journal)
+    try:
+        proxy.cut()  # gone before the callee even answers
+        run = await asterisk.agi("announce", call_id, NEW_YORK, "notices", channel=Channel(dtmf=["9"]))
+        assert run.variables["DIALGUARD_OPTOUT"] == "1"
+        assert [o.number for o in journal.pending()] == [NEW_YORK]
+        without = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"]))
+        assert without.variables["DIALGUARD_RECORD"] == "NO"  # no number to store an opt-out under
+        assert "DIALGUARD_OPTOUT" not in without.variables
+    finally:
+        proxy.restore()
+        await server.close()
+        through.terminate()
+        await proxy.close()
+    assert await journal.replay(pool) == 1
+    assert await next_check(pool, NEW_YORK) == "dnc.internal"
