@@ -1,4 +1,4 @@
-"""The HTTP application factory: health and metrics now; the API routes are added per area."""
+"""The HTTP application factory: health, the /v1 API and its OpenAPI document, wired explicitly."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from aiohttp import web
 
 from dialguard.config import Settings
 from dialguard.gate import Gate
-
-POOL_KEY = web.AppKey("pool", asyncpg.Pool)
-GATE_KEY = web.AppKey("gate", Gate)
-SETTINGS_KEY = web.AppKey("settings", Settings)
+from dialguard.web.api import GATE_KEY, POOL_KEY, REGION_KEY, add_api_routes
+from dialguard.web.errors import json_errors
+from dialguard.web.openapi import openapi_document
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -25,9 +24,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(*, settings: Settings, pool: asyncpg.Pool, gate: Gate) -> web.Application:
-    app = web.Application(client_max_size=settings.http.max_body_bytes)
+    app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=[json_errors])
     app[POOL_KEY] = pool
     app[GATE_KEY] = gate
-    app[SETTINGS_KEY] = settings
+    app[REGION_KEY] = settings.numbers.default_region
+    document = openapi_document()
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/openapi.json", openapi)
+    add_api_routes(app)
     return app

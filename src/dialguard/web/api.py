@@ -1,0 +1,548 @@
+"""The /v1 HTTP API: one table of routes, each with the roles it admits and the body it takes.
+
+The table drives three things at once, so they cannot drift apart: the aiohttp router, the role check
+on every request, and the OpenAPI document at /v1/openapi.json. Handlers only translate between HTTP
+and the gate or the stores; no rule is decided here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from dialguard.dnc_files import FileFormat, WrongFormat
+from dialguard.gate import CheckRequest, Gate
+from dialguard.numbers import InvalidNumber, parse_number, parse_wildcard
+from dialguard.policy.model import Purpose
+from dialguard.rules.loader import CONSENT_KINDS
+from dialguard.scrub import Scrubber, ScrubError
+from dialguard.store import campaigns, complaints, consent, dnc, registry
+from dialguard.store.audit import list_audit
+from dialguard.store.campaigns import CampaignExists
+from dialguard.store.tokens import Role, identify
+from dialguard.web.errors import ApiError
+from dialguard.web.validate import Field, parse_instant, read_body
+
+POOL_KEY = web.AppKey("pool", asyncpg.Pool)
+GATE_KEY = web.AppKey("gate", Gate)
+REGION_KEY = web.AppKey("default_region", str)
+# Set on each request by the role check: the token's name (the audit log's actor) and its role.
+CALLER_KEY = web.RequestKey("caller", str)
+ROLE_KEY = web.RequestKey("role", Role)
+
+ALL = frozenset(Role)
+WRITERS = frozenset({Role.ADMIN, Role.DIALER})
+ADMIN = frozenset({Role.ADMIN})
+PURPOSES = tuple(str(p) for p in Purpose)
+
+ApiHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: ApiHandler
+    roles: frozenset[Role]
+    summary: str
+    body: tuple[Field, ...] | None = None
+    query: tuple[Field, ...] = ()
+    content: str = "application/json"  # what the body is, when not a JSON object (uploads)
+
+
+def caller(request: web.Request) -> str:
+    return request[CALLER_KEY]
+
+
+def _number(request: web.Request, raw: str) -> str:
+    parsed = parse_number(raw, default_region=request.app[REGION_KEY])
+    if isinstance(parsed, InvalidNumber):
+        raise ApiError(422, "invalid_number", f"{raw!r} is not a valid phone number: {parsed.reason}")
+    return parsed.e164
+
+
+def _entry(request: web.Request, raw: str) -> str:
+    """A number, or a wildcard ``+1212*``."""
+    if raw.endswith("*"):
+        wildcard = parse_wildcard(raw)
+        if isinstance(wildcard, InvalidNumber):
+            raise ApiError(422, "invalid_number", f"{raw!r} is {wildcard.reason}")
+        return wildcard
+    return _number(request, raw)
+
+
+def _query_int(request: web.Request, name: str, default: int, *, most: int = 10_000) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 0 < int(text) <= most:
+        raise ApiError(400, "bad_query", f"{name} must be a whole number from 1 to {most}")
+    return int(text)
+
+
+def _rows(records: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dict(r).items()} for r in records
+    ]
+
+
+# ---------------------------------------------------------------- checks
+
+CHECK_BODY = (
+    Field("number", required=True, doc="the number to call, in any usual form"),
+    Field("campaign"),
+    Field("at", instant=True, doc="judge at this instant (a dry run)"),
+    Field("record", bool, doc="true: the call will be placed, so it counts as an attempt"),
+    Field("lead_state", doc="the lead's own state, e.g. US-TX (both must allow)"),
+)
+
+
+async def post_check(request: web.Request) -> web.Response:
+    body = await read_body(request, CHECK_BODY)
+    if body.get("record") and "at" in body:
+        raise ApiError(400, "bad_field", "a recorded check is judged now: drop 'at' or 'record'")
+    result = await request.app[GATE_KEY].check(
+        CheckRequest(
+            number=body["number"],
+            campaign=body.get("campaign"),
+            record=body.get("record", False),
+            lead_subdivision=body.get("lead_state"),
+            at=body.get("at"),
+            channel=f"http:{caller(request)}",
+        )
+    )
+    return web.json_response(result.to_json())
+
+
+# ---------------------------------------------------------------- campaigns
+
+CAMPAIGN_BODY = (
+    Field("name", required=True),
+    Field("purpose", required=True, choices=PURPOSES),
+    Field("settings", dict, doc='per-campaign extras, e.g. {"optout_digit": "9"}'),
+)
+
+
+async def get_campaigns(request: web.Request) -> web.Response:
+    async with request.app[POOL_KEY].acquire() as conn:
+        found = await campaigns.list_campaigns(conn)
+    return web.json_response(
+        {
+            "campaigns": [
+                {"name": c.name, "purpose": str(c.purpose), "settings": dict(c.settings)} for c in found
+            ]
+        }
+    )
+
+
+async def post_campaign(request: web.Request) -> web.Response:
+    body = await read_body(request, CAMPAIGN_BODY)
+    try:
+        async with request.app[POOL_KEY].acquire() as conn:
+            made = await campaigns.add_campaign(
+                conn,
+                name=body["name"],
+                purpose=Purpose(body["purpose"]),
+                settings=body.get("settings"),
+                actor=caller(request),
+            )
+    except CampaignExists as exc:
+        raise ApiError(409, "campaign_exists", str(exc)) from None
+    except asyncpg.CheckViolationError:
+        raise ApiError(
+            400, "bad_field", "name: letters, digits, _ . - (at most 64)", {"field": "name"}
+        ) from None
+    return web.json_response({"name": made.name, "purpose": str(made.purpose)}, status=201)
+
+
+# ---------------------------------------------------------------- consent
+
+CONSENT_BODY = (
+    Field("number", required=True),
+    Field("purpose", choices=PURPOSES, doc="scope by purpose ..."),
+    Field("campaign", doc="... or by campaign: exactly one of the two"),
+    Field("kind", required=True, choices=tuple(sorted(CONSENT_KINDS))),
+    Field("source", required=True, doc="web_form, call, paper, import, api ..."),
+    Field("granted_at", instant=True, doc="when it was given (default now)"),
+    Field("expires_at", instant=True),
+    Field("evidence", dict, doc="what record keeping asks: name, the request as shown, a reference"),
+)
+REVOKE_BODY = (
+    Field("number", required=True),
+    Field("source", required=True, doc="how the person withdrew it: call, email, dtmf, letter ..."),
+    Field("consent_id", int, doc="one grant only (default: every grant of the number)"),
+    Field("evidence", dict),
+)
+
+
+async def get_consents(request: web.Request) -> web.Response:
+    number = _number(request, request.query["number"]) if "number" in request.query else None
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await consent.list_consents(conn, number, _query_int(request, "limit", 1000))
+    return web.json_response({"consents": _rows(rows)})
+
+
+async def post_consent(request: web.Request) -> web.Response:
+    body = await read_body(request, CONSENT_BODY)
+    if ("purpose" in body) == ("campaign" in body):
+        raise ApiError(400, "bad_scope", "give exactly one of purpose and campaign")
+    number = _number(request, body["number"])
+    async with request.app[POOL_KEY].acquire() as conn:
+        if "campaign" in body and await campaigns.get_campaign(conn, body["campaign"]) is None:
+            raise ApiError(404, "unknown_campaign", f"no campaign {body['campaign']!r}")
+        consent_id = await consent.grant_consent(
+            conn,
+            number=number,
+            kind=body["kind"],
+            source=body["source"],
+            purpose=Purpose(body["purpose"]) if "purpose" in body else None,
+            campaign=body.get("campaign"),
+            granted_at=body.get("granted_at"),
+            expires_at=body.get("expires_at"),
+            evidence=body.get("evidence"),
+            actor=caller(request),
+        )
+    return web.json_response({"consent_id": consent_id, "number": number}, status=201)
+
+
+async def post_revocation(request: web.Request) -> web.Response:
+    body = await read_body(request, REVOKE_BODY)
+    number = _number(request, body["number"])
+    async with request.app[POOL_KEY].acquire() as conn:
+        revocation_id = await consent.revoke_consent(
+            conn,
+            number=number,
+            source=body["source"],
+            consent_id=body.get("consent_id"),
+            evidence=body.get("evidence"),
+            actor=caller(request),
+        )
+    return web.json_response({"revocation_id": revocation_id, "number": number}, status=201)
+
+
+# ---------------------------------------------------------------- do-not-call
+
+DNC_BODY = (
+    Field("number", required=True, doc="a number, or a wildcard such as +1212*"),
+    Field("list", doc="default internal; a dialer may write only internal and campaign:NAME"),
+    Field("source", doc="where the request came from (default api)"),
+    Field("expires_at", instant=True),
+    Field("evidence", dict),
+)
+DNC_REMOVE_BODY = (Field("number", required=True), Field("list"))
+LIST_QUERY = (Field("list", doc="only this list"), Field("limit", int))
+
+
+def _dnc_list(request: web.Request, body: dict[str, Any]) -> str:
+    name = str(body.get("list") or dnc.INTERNAL)
+    if not dnc.is_entry_list(name) and request[ROLE_KEY] is not Role.ADMIN:
+        raise ApiError(
+            403, "forbidden", f"only an admin may write to {name!r}; dialers write opt-outs to internal"
+        )
+    return name
+
+
+async def get_dnc(request: web.Request) -> web.Response:
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await dnc.list_dnc(conn, request.query.get("list"), _query_int(request, "limit", 1000))
+    return web.json_response({"entries": _rows(rows)})
+
+
+async def post_dnc(request: web.Request) -> web.Response:
+    body = await read_body(request, DNC_BODY)
+    number = _entry(request, body["number"])
+    name = _dnc_list(request, body)
+    async with request.app[POOL_KEY].acquire() as conn:
+        added = await dnc.add_dnc(
+            conn,
+            number=number,
+            list_name=name,
+            source=body.get("source", "api"),
+            evidence=body.get("evidence"),
+            actor=caller(request),
+            expires_at=body.get("expires_at"),
+        )
+    return web.json_response({"number": number, "list": name, "added": added}, status=201 if added else 200)
+
+
+async def delete_dnc(request: web.Request) -> web.Response:
+    body = await read_body(request, DNC_REMOVE_BODY)
+    number = _entry(request, body["number"])
+    name = str(body.get("list") or dnc.INTERNAL)
+    async with request.app[POOL_KEY].acquire() as conn:
+        removed = await dnc.remove_dnc(
+            conn, number=number, list_name=name, source="api", actor=caller(request)
+        )
+    if not removed:
+        raise ApiError(404, "not_listed", f"{number} is not on {name}")
+    return web.json_response({"number": number, "list": name, "removed": True})
+
+
+async def get_dnc_lists(request: web.Request) -> web.Response:
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await registry.registry_status(conn)
+    return web.json_response({"lists": _rows(rows)})
+
+
+IMPORT_QUERY = (
+    Field("list", required=True, doc="us_national, uk_tps, internal, campaign:NAME ..."),
+    Field("format", required=True, choices=tuple(str(f) for f in FileFormat)),
+    Field("date", doc="the date of the data, YYYY-MM-DD (default today)"),
+)
+
+
+async def post_dnc_import(request: web.Request) -> web.Response:
+    """The file is the request body, streamed into the import: a truncated upload imports nothing."""
+    query = {f.name: request.query.get(f.name) for f in IMPORT_QUERY}
+    if not query["list"] or query["format"] not in IMPORT_QUERY[1].choices:
+        raise ApiError(400, "bad_query", "give ?list=NAME&format=" + "|".join(IMPORT_QUERY[1].choices))
+    try:
+        list_date = date.fromisoformat(query["date"]) if query["date"] else date.today()
+    except ValueError:
+        raise ApiError(400, "bad_query", "date must be YYYY-MM-DD") from None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                yield chunk
+        except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientPayloadError) as exc:
+            raise ApiError(400, "truncated_body", f"the upload broke off: {type(exc).__name__}") from None
+        if request.content_length is not None and request.content.total_bytes < request.content_length:
+            raise ApiError(400, "truncated_body", "the upload ended before its Content-Length")
+
+    fmt, name = FileFormat(str(query["format"])), str(query["list"])
+    region = request.app[REGION_KEY]
+    try:
+        async with request.app[POOL_KEY].acquire() as conn:
+            if dnc.is_entry_list(name):
+                report = await registry.import_entries(
+                    conn, chunks(), list_name=name, fmt=fmt, actor=caller(request), default_region=region
+                )
+            else:
+                report = await registry.import_registry(
+                    conn, chunks(), registry=name, fmt=fmt, list_date=list_date, actor=caller(request),
+                    default_region=region,
+                )  # fmt: skip
+    except WrongFormat as exc:
+        raise ApiError(422, "wrong_format", str(exc)) from None
+    except registry.ImportRefused as exc:
+        raise ApiError(422, "import_refused", str(exc)) from None
+    except asyncpg.CheckViolationError:
+        raise ApiError(400, "bad_query", "list: lower-case letters, digits and _") from None
+    return web.json_response(report.as_json(), status=201)
+
+
+# ---------------------------------------------------------------- complaints
+
+COMPLAINT_BODY = (
+    Field("number", required=True),
+    Field("channel", required=True, doc="phone, email, letter, regulator, api ..."),
+    Field("campaign"),
+    Field("note"),
+)
+
+
+async def post_complaint(request: web.Request) -> web.Response:
+    body = await read_body(request, COMPLAINT_BODY)
+    number = _number(request, body["number"])
+    async with request.app[POOL_KEY].acquire() as conn:
+        complaint_id = await complaints.file_complaint(
+            conn,
+            number=number,
+            channel=body["channel"],
+            note=body.get("note", ""),
+            campaign=body.get("campaign"),
+            actor=caller(request),
+        )
+    return web.json_response({"complaint_id": complaint_id, "number": number}, status=201)
+
+
+async def get_complaints(request: web.Request) -> web.Response:
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await complaints.list_complaints(conn, limit=_query_int(request, "limit", 100))
+    return web.json_response({"complaints": _rows(rows)})
+
+
+# ---------------------------------------------------------------- scrub
+
+SCRUB_QUERY = (Field("campaign", required=True), Field("at", instant=True))
+
+
+async def post_scrub(request: web.Request) -> web.StreamResponse:
+    """A lead list in — CSV with a header naming a number column, or NDJSON, one object a lead with
+    "number" (and "lead_state") — streamed; NDJSON out: one line a row, then the summary."""
+    campaign = request.query.get("campaign")
+    if not campaign:
+        raise ApiError(400, "bad_query", "give ?campaign=NAME")
+    at = parse_instant(request.query["at"], "at") if "at" in request.query else None
+    if request.content_type not in ("text/csv", "application/x-ndjson"):
+        raise ApiError(
+            415, "unsupported_media_type", "send the lead list as text/csv or application/x-ndjson"
+        )
+
+    async def lines() -> AsyncIterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        rest = ""
+        async for chunk in request.content.iter_chunked(1 << 16):
+            *whole, rest = (rest + decoder.decode(chunk)).split("\n")
+            for line in whole:
+                yield line
+        if (rest := rest + decoder.decode(b"", final=True)).strip():
+            yield rest
+
+    async def ndjson_rows() -> AsyncIterator[list[str]]:
+        yield ["number", "lead_state"]
+        n = 0
+        async for line in lines():
+            n += 1
+            if not line.strip():
+                continue
+            try:
+                lead = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ApiError(400, "bad_json", f"line {n} is not JSON: {exc}") from None
+            if not isinstance(lead, dict) or not isinstance(lead.get("number", ""), str):
+                raise ApiError(400, "bad_type", f'line {n}: each lead is an object with a string "number"')
+            yield [lead.get("number", ""), str(lead.get("lead_state") or "")]
+
+    async def csv_rows() -> AsyncIterator[list[str]]:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two chunks
+        rest = ""
+        async for chunk in request.content.iter_chunked(1 << 16):
+            text = rest + decoder.decode(chunk)
+            cut = text.rfind("\n") + 1
+            if text.count('"', 0, cut) % 2:  # the cut is inside a quoted field: wait for its end
+                rest = text
+                continue
+            rest = text[cut:]
+            for row in csv.reader(io.StringIO(text[:cut])):
+                yield row
+        rest += decoder.decode(b"", final=True)
+        if rest.strip():
+            for row in csv.reader(io.StringIO(rest)):
+                yield row
+
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    header: list[str] = []
+
+    async def emit(row: list[str]) -> None:
+        nonlocal header
+        if not header:
+            header = row
+            await response.prepare(request)
+            return
+        width = len(header) - 4
+        line: dict[str, Any] = {"row": dict(zip(header[:width], row[:width], strict=False))}
+        line |= {"verdict": row[width], "reason": row[width + 1], "reasons": row[width + 2].split(",")}
+        line["next_callable_at"] = row[width + 3] or None
+        await response.write(json.dumps(line).encode() + b"\n")
+
+    try:
+        rows = csv_rows() if request.content_type == "text/csv" else ndjson_rows()
+        summary = await Scrubber(gate=request.app[GATE_KEY], campaign=campaign, at=at).run(rows, emit)
+    except ScrubError as exc:
+        raise ApiError(422, "bad_lead_list", str(exc)) from None
+    except ApiError as exc:
+        if not response.prepared:
+            raise
+        # The stream has begun with status 200: the error is its last line, where the summary would be.
+        error = {"error_id": exc.error_id, "message": exc.message, "details": exc.details or {}}
+        await response.write(json.dumps({"error": error}).encode() + b"\n")
+        await response.write_eof()
+        return response
+    await response.write(json.dumps({"summary": summary.as_json()}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+# ---------------------------------------------------------------- audit
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    async with request.app[POOL_KEY].acquire() as conn:
+        rows = await list_audit(
+            conn,
+            subject=request.query.get("subject"),
+            after_id=_query_int(request, "after", 0, most=2**62) if "after" in request.query else 0,
+            limit=_query_int(request, "limit", 100),
+        )
+    return web.json_response({"entries": _rows(rows)})
+
+
+ROUTES = (
+    Route("POST", "/v1/checks", post_check, WRITERS, "Judge one call; the decision JSON", body=CHECK_BODY),
+    Route("GET", "/v1/campaigns", get_campaigns, ALL, "List campaigns"),
+    Route(
+        "POST", "/v1/campaigns", post_campaign, ADMIN, "Define a campaign and its purpose", body=CAMPAIGN_BODY
+    ),
+    Route(
+        "GET", "/v1/consents", get_consents, ALL, "Consent grants with their state", query=(Field("number"),)
+    ),
+    Route("POST", "/v1/consents", post_consent, WRITERS, "Record a consent grant", body=CONSENT_BODY),
+    Route("POST", "/v1/consents/revocations", post_revocation, WRITERS, "Withdraw consent", body=REVOKE_BODY),
+    Route("GET", "/v1/dnc", get_dnc, ALL, "Do-not-call entries and wildcards", query=LIST_QUERY),
+    Route("POST", "/v1/dnc", post_dnc, WRITERS, "Put a number or wildcard on a list", body=DNC_BODY),
+    Route("DELETE", "/v1/dnc", delete_dnc, ADMIN, "Take a number off a list", body=DNC_REMOVE_BODY),
+    Route("GET", "/v1/dnc/lists", get_dnc_lists, ALL, "National lists: live version, date, size"),
+    Route(
+        "POST",
+        "/v1/dnc/imports",
+        post_dnc_import,
+        ADMIN,
+        "Import a list file (the body, streamed)",
+        query=IMPORT_QUERY,
+        content="text/plain",
+    ),
+    Route("GET", "/v1/complaints", get_complaints, ALL, "Complaints received"),
+    Route("POST", "/v1/complaints", post_complaint, WRITERS, "File a complaint", body=COMPLAINT_BODY),
+    Route(
+        "POST",
+        "/v1/scrub",
+        post_scrub,
+        WRITERS,
+        "Scrub a CSV lead list; NDJSON out",
+        query=SCRUB_QUERY,
+        content="text/csv",
+    ),
+    Route("GET", "/v1/audit", get_audit, frozenset({Role.ADMIN, Role.SUPERVISOR}), "The audit log"),
+)
+
+
+def guarded(route: Route) -> ApiHandler:
+    """The route's handler behind the bearer-token and role check."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401, "unauthenticated", "send Authorization: Bearer TOKEN (dialguard token create)"
+            )
+        async with request.app[POOL_KEY].acquire() as conn:
+            who = await identify(conn, token.strip())
+        if who is None:
+            raise ApiError(401, "unauthenticated", "unknown or revoked token")
+        name, role = who
+        if role not in route.roles:
+            allowed = sorted(str(r) for r in route.roles)
+            raise ApiError(403, "forbidden", f"{route.method} {route.path} needs role {' or '.join(allowed)}")
+        request[CALLER_KEY] = name
+        request[ROLE_KEY] = role
+        return await route.handler(request)
+
+    return handler
+
+
+def add_api_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, guarded(route))
