@@ -33,5 +33,9 @@ test: lint typecheck
 bench: $(VENV)/.installed
 	$(BIN)/python bench/gate_latency.py
 
+# The prompt audio, from the texts beside it (needs Debian's espeak-ng and sox).
+prompts:
+	tools/make_prompts.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

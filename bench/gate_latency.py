@@ -5,6 +5,7 @@ sessions (the one in tests/fakes, which speaks FastAGI as res_agi.c does) from t
 
 - gate:     dialguard's AgiServer + check route: parse, rules, one fact query, policy, one INSERT
             of the decision and attempt, seven SET VARIABLEs.
+- gate, 1 window: the same gate judging by a one-window rule table: the rule packs' own cost.
 - baseline: a bare asyncio FastAGI server: read the environment, one indexed asyncpg lookup,
             one SET VARIABLE. What any FastAGI service must at least do.
 
@@ -12,6 +13,7 @@ Latency is measured per session, from connect to the server closing it. Figures 
 one run: these machines are shared and noisy.
 
     .venv/bin/python bench/gate_latency.py [--sessions 2000] [--concurrency 1,50,200] [--rules packs|small]
+                                           [--roaming]   (adds gates asking an HLR: warm cache, cold cache)
 
 Database: $DIALGUARD_TEST_DSN (a server; a scratch database is created and dropped), else the
 embedded PostgreSQL in a temporary directory.
@@ -47,18 +49,34 @@ NUMBERS = [f"+1212{n:07d}" for n in range(5_550_000, 5_560_000)]
 # ---------------------------------------------------------------- the two servers (run as subprocesses)
 
 
-async def serve_gate(dsn: str, rules: str) -> None:
+async def serve_gate(dsn: str, rules: str, roaming: str = "off") -> None:
+    import aiohttp
+    from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
     from tests.fakes.rules import simple_rulebook
 
     from dialguard.asterisk.agi_routes import agi_routes
     from dialguard.asterisk.agi_server import AgiServer
     from dialguard.clock import system_clock
     from dialguard.gate import Gate
+    from dialguard.hlr.providers import HttpProvider
+    from dialguard.hlr.service import RoamingService
     from dialguard.rules.loader import load_rulebook
 
     pool = await create_pool(dsn, size=10)
     rulebook = load_rulebook() if rules == "packs" else simple_rulebook()
-    gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US")
+    service = None
+    if roaming != "off":
+        # A vendor answering in 100 ms; warm: answers cached for an hour (the cache is pre-filled),
+        # cold: a TTL of zero, so every check asks the vendor.
+        hlr = FakeHlr(delay=0.1)
+        await hlr.start()
+        session = aiohttp.ClientSession()
+        provider = HttpProvider(
+            session=session, url=hlr.url, mapping=MAPPING, auth_header="X-Api-Key", auth_value=API_KEY
+        )
+        ttl = 3600.0 if roaming == "warm" else 0.0
+        service = RoamingService(pool=pool, provider=provider, clock=system_clock, ttl=ttl, concurrency=200)
+    gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US", roaming=service)
     server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
     await server.start()
     print(server.port, flush=True)
@@ -93,7 +111,9 @@ async def serve_baseline(dsn: str, variables: int) -> None:
 # ---------------------------------------------------------------- the load
 
 
-async def load(port: int, sessions: int, concurrency: int) -> tuple[list[float], float]:
+async def load(
+    port: int, sessions: int, concurrency: int, campaign: str = "bench"
+) -> tuple[list[float], float]:
     asterisk = FakeAsterisk("127.0.0.1", port)
     latencies: list[float] = []
     queue = iter(range(sessions))
@@ -102,7 +122,7 @@ async def load(port: int, sessions: int, concurrency: int) -> tuple[list[float],
         for _ in queue:
             number = random.choice(NUMBERS)
             start = time.perf_counter()
-            run = await asterisk.agi("check", number, "bench")
+            run = await asterisk.agi("check", number, campaign)
             latencies.append(time.perf_counter() - start)
             if "DIALGUARD_VERDICT" not in run.variables:
                 raise RuntimeError(f"session ended without a verdict: {run.replies[-3:]}")
@@ -122,6 +142,15 @@ async def seed(dsn: str) -> None:
     try:
         await migrate(conn)
         await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', 'informational')")
+        # The same calls with an HLR look-up asked for by the campaign (roaming servers).
+        await conn.execute(
+            """INSERT INTO campaigns (name, purpose, settings)
+               VALUES ('bench_hlr', 'informational', '{"roaming": true}')"""
+        )
+        await conn.executemany(
+            "INSERT INTO hlr_cache (number, status, provider, fetched_at) VALUES ($1, 'home', 'fake', now())",
+            [(n,) for n in NUMBERS],
+        )
         listed = {f"+1{random.randrange(2012000000, 9899999999)}" for _ in range(DNC_ROWS)}
         listed |= set(NUMBERS[::10])  # one bench number in ten is on the list
         rows = [(n, "internal", "bench") for n in sorted(listed)]
@@ -133,9 +162,9 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def spawn(kind: str, dsn: str, rules: str) -> tuple[subprocess.Popen[str], int]:
+def spawn(kind: str, dsn: str, rules: str, roaming: str = "off") -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules],
+        [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules, "--hlr", roaming],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -162,17 +191,30 @@ async def run(args: argparse.Namespace) -> None:
         gate, gate_port = spawn("gate", dsn, args.rules)
         base, base_port = spawn("baseline", dsn, args.rules)
         base7, base7_port = spawn("baseline7", dsn, args.rules)
-        procs += [gate, base, base7]
-        servers = {"gate": gate_port, "baseline": base_port, "baseline+7 SETs": base7_port}
-        for port in servers.values():
-            await load(port, 200, 20)  # warm up: connections, prepared statements, caches
+        # The same gate with the one-window table, in the same run: what the rule packs cost.
+        small, small_port = spawn("gate", dsn, "small")
+        procs += [gate, base, base7, small]
+        servers = {
+            "gate": (gate_port, "bench"),
+            "gate, 1 window": (small_port, "bench"),
+            "baseline": (base_port, "bench"),
+            "baseline+7 SETs": (base7_port, "bench"),
+        }
+        if args.roaming:
+            warm, warm_port = spawn("gate", dsn, args.rules, "warm")
+            cold, cold_port = spawn("gate", dsn, args.rules, "cold")
+            procs += [warm, cold]
+            servers["gate, HLR warm"] = (warm_port, "bench_hlr")
+            servers["gate, HLR cold"] = (cold_port, "bench_hlr")
+        for port, campaign in servers.values():
+            await load(port, 200, 20, campaign)  # warm up: connections, prepared statements, caches
         print(f"FastAGI check, {args.sessions} sessions per row, {DNC_ROWS:,} DNC rows, rules: {args.rules}")
         header = ("server", "N", "p50", "p99", "checks/s", "p99 vs base", "rate vs base")
         print("{:<16} {:>4} {:>9} {:>9} {:>9} {:>12} {:>13}".format(*header))
         for n in args.concurrency:
             figures = {}
-            for name, port in servers.items():
-                latencies, wall = await load(port, args.sessions, n)
+            for name, (port, campaign) in servers.items():
+                latencies, wall = await load(port, args.sessions, n, campaign)
                 figures[name] = (
                     statistics.median(latencies),
                     percentile(latencies, 99),
@@ -183,6 +225,15 @@ async def run(args: argparse.Namespace) -> None:
                 print(
                     f"{name:<16} {n:>4} {p50 * 1000:>7.2f}ms {p99 * 1000:>7.2f}ms {rate:>9.0f} "
                     f"{p99 / b99:>11.2f}x {rate / b_rate:>12.2f}x"
+                )
+            packs_vs_small = figures["gate"][1] / figures["gate, 1 window"][1]
+            print(f"{'':<16} {n:>4} rules ({args.rules}) vs one window: p99 {packs_vs_small:.2f}x")
+            if args.roaming:
+                warm_vs_off = figures["gate, HLR warm"][1] / figures["gate"][1]
+                cold_rate = figures["gate, HLR cold"][2] / figures["gate"][2]
+                print(
+                    f"{'':<16} {n:>4} HLR warm vs off: p99 {warm_vs_off:.2f}x; "
+                    f"cold (100 ms vendor) rate {cold_rate:.2f}x"
                 )
     finally:
         for proc in procs:
@@ -215,11 +266,17 @@ def main() -> None:
     parser.add_argument(
         "--rules", choices=["packs", "small"], default="packs", help="the shipped packs or a one-window table"
     )
+    parser.add_argument(
+        "--roaming",
+        action="store_true",
+        help="add gates asking an HLR: a warm cache, and a cold one (100 ms vendor)",
+    )
     parser.add_argument("--serve", choices=["gate", "baseline", "baseline7"], help=argparse.SUPPRESS)
+    parser.add_argument("--hlr", choices=["off", "warm", "cold"], default="off", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "gate":
-        asyncio.run(serve_gate(args.dsn, args.rules))
+        asyncio.run(serve_gate(args.dsn, args.rules, args.hlr))
     elif args.serve == "baseline":
         asyncio.run(serve_baseline(args.dsn, 1))
     elif args.serve == "baseline7":

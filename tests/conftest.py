@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from dialguard.store.db import create_pool, start_embedded
+from dialguard.store.db import create_pool, start_embedded, stop_embedded
 from dialguard.store.migrate import migrate
 from tests.fakes.proxy import CuttableProxy
 
@@ -32,11 +33,18 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A PostgreSQL server: the one DIALGUARD_TEST_DSN names, or the embedded one in a temp dir."""
+def server_dsn() -> Iterator[str]:
+    """A PostgreSQL server: the one DIALGUARD_TEST_DSN names, or the embedded one in a temp dir.
+
+    Not under pytest's own temp root: another pytest run on the machine resets that root to 0700, and
+    the embedded server's unprivileged user would lose its way to the data directory mid-run.
+    """
     if dsn := os.environ.get(TEST_DSN_ENV):
-        return dsn
-    return start_embedded(Path(tmp_path_factory.mktemp("pg")))
+        yield dsn
+        return
+    with tempfile.TemporaryDirectory(prefix="dialguard-test-pg-") as tmp:
+        yield start_embedded(Path(tmp))
+        stop_embedded(Path(tmp))  # before its directory goes
 
 
 async def _create_database(server: str) -> str:
@@ -106,6 +114,12 @@ async def pool(session_pool: asyncpg.Pool) -> asyncpg.Pool:
             for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             if r["tablename"] not in _KEEP
         ]
+        # National-list versions live in their own partitions, named by version id: drop them too,
+        # since the ids restart.
+        versions = [t for t in tables if t.startswith("dnc_registry_numbers_v")]
+        if versions:
+            await conn.execute(f"DROP TABLE {', '.join(versions)}")
+        tables = [t for t in tables if t not in versions]
         if tables:
             await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     return session_pool

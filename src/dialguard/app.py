@@ -12,15 +12,20 @@ from aiohttp import web
 
 from dialguard.asterisk.agi_routes import agi_routes
 from dialguard.asterisk.agi_server import AgiServer
+from dialguard.asterisk.call_routes import CallRoutes
 from dialguard.clock import Clock, system_clock
 from dialguard.config import Settings
 from dialguard.gate import Gate
+from dialguard.hlr.service import RoamingService
+from dialguard.hlr.setup import open_roaming
+from dialguard.journal import OptOutJournal, replay_forever
 from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import create_pool, resolve_dsn
 from dialguard.store.decisions import seal
 from dialguard.store.migrate import migrate
+from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -32,7 +37,9 @@ def build_rulebook(settings: Settings) -> RuleBook:
     return load_rulebook(settings.rules.overrides, settings.rules.pack_dir)
 
 
-def build_gate(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> Gate:
+def build_gate(
+    settings: Settings, pool: asyncpg.Pool, clock: Clock, roaming: RoamingService | None = None
+) -> Gate:
     shadow = None
     if settings.rules.shadow_pack_dir is not None:
         shadow = load_rulebook(settings.rules.overrides, settings.rules.shadow_pack_dir)
@@ -47,6 +54,7 @@ def build_gate(settings: Settings, pool: asyncpg.Pool, clock: Clock) -> Gate:
         fact_timeout=settings.gate.fact_timeout,
         writer=settings.gate.writer or None,
         shadow_rulebook=shadow,
+        roaming=roaming,
     )
 
 
@@ -77,37 +85,66 @@ async def serve(
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        gate = build_gate(settings, pool, clock)
-        agi = AgiServer(
-            routes=agi_routes(gate=gate),
-            host=settings.agi.host,
-            port=settings.agi.port,
-            allow=settings.agi.allow,
-            read_timeout=settings.agi.read_timeout,
-            session_timeout=settings.agi.session_timeout,
-            max_line_bytes=settings.agi.max_line_bytes,
-        )
-        runner = web.AppRunner(create_app(settings=settings, pool=pool, gate=gate))
-        await runner.setup()
-        try:
-            await agi.start()
-            site = web.TCPSite(runner, settings.http.host, settings.http.port)
-            await site.start()
-            log.info(
-                "dialguard ready: FastAGI on %s:%d, HTTP on %s:%d, rules %s",
-                settings.agi.host,
-                agi.port,
-                settings.http.host,
-                settings.http.port,
-                gate.rulebook.version[:12],
-            )
-            async with asyncio.TaskGroup() as tg:
-                sealer = tg.create_task(seal_forever(pool))
-                await stop.wait()
-                sealer.cancel()
-        finally:
-            log.info("dialguard stopping")
-            await agi.close()
-            await runner.cleanup()
+        journal = OptOutJournal(settings.calls.journal_path)
+        journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
+        await journal.replay(pool)  # what a crash or an outage left behind goes in first
+        async with open_roaming(settings.hlr, pool=pool, clock=clock) as roaming:
+            await _run(settings, pool, clock, roaming, journal, stop)
     finally:
         await pool.close()
+
+
+async def _run(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    roaming: RoamingService | None,
+    journal: OptOutJournal,
+    stop: asyncio.Event,
+) -> None:
+    """The gateway's servers and background work, until ``stop``."""
+    gate = build_gate(settings, pool, clock, roaming)
+    calls = CallRoutes(
+        pool=pool,
+        journal=journal,
+        rulebook=gate.rulebook,
+        clock=clock,
+        optout_digit=settings.calls.optout_digit,
+        listen_after_ms=settings.calls.listen_after_ms,
+        sound_prefix=settings.calls.sound_prefix,
+    )
+    agi = AgiServer(
+        routes=agi_routes(gate=gate, calls=calls),
+        host=settings.agi.host,
+        port=settings.agi.port,
+        allow=settings.agi.allow,
+        read_timeout=settings.agi.read_timeout,
+        session_timeout=settings.agi.session_timeout,
+        max_line_bytes=settings.agi.max_line_bytes,
+    )
+    runner = web.AppRunner(
+        create_app(settings=settings, pool=pool, gate=gate), access_log_class=PathOnlyAccessLogger
+    )
+    await runner.setup()
+    try:
+        await agi.start()
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+        log.info(
+            "dialguard ready: FastAGI on %s:%d, HTTP on %s:%d, rules %s",
+            settings.agi.host,
+            agi.port,
+            settings.http.host,
+            settings.http.port,
+            gate.rulebook.version[:12],
+        )
+        async with asyncio.TaskGroup() as tg:
+            sealer = tg.create_task(seal_forever(pool))
+            replayer = tg.create_task(replay_forever(journal, pool))
+            await stop.wait()
+            sealer.cancel()
+            replayer.cancel()
+    finally:
+        log.info("dialguard stopping")
+        await agi.close()
+        await runner.cleanup()

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 
-from dialguard import __version__
+from dialguard import __version__, clock
 from dialguard.clock import system_clock
 from dialguard.config import ConfigError, Settings, load_settings
-from dialguard.numbers import InvalidNumber
+from dialguard.hlr.setup import open_roaming
+from dialguard.journal import JournalError
+from dialguard.numbers import InvalidNumber, parse_wildcard
 from dialguard.policy.model import Purpose
-from dialguard.rules.loader import PackError
+from dialguard.rules.loader import CONSENT_KINDS, PackError
 from dialguard.store import campaigns as campaign_store
 from dialguard.store import consent as consent_store
 from dialguard.store import dnc as dnc_store
@@ -49,14 +53,9 @@ class Parser(argparse.ArgumentParser):
 def parse_instant(text: str) -> datetime:
     """``--at``: ISO-8601 with an offset (``2026-11-23T20:30:00-07:00`` or ``...Z``)."""
     try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO-8601 time; write e.g. 2026-11-23T20:30:00-07:00"
-        ) from None
-    if at.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. {text}+00:00 or {text}Z")
-    return at
+        return clock.parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- database access
@@ -86,6 +85,23 @@ def _normalise(settings: Settings, raw: str) -> str:
     return number.e164
 
 
+def _normalise_entry(settings: Settings, raw: str) -> str:
+    """A number, or a wildcard: ``+1212*`` (+, country code and leading digits, then *)."""
+    if not raw.endswith("*"):
+        return _normalise(settings, raw)
+    wildcard = parse_wildcard(raw)
+    if isinstance(wildcard, InvalidNumber):
+        raise UsageError(f"{raw!r} is {wildcard.reason}")
+    return wildcard
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A file's bytes in 4 MiB chunks, read off the event loop."""
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, 4 << 20):
+            yield chunk
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -111,8 +127,11 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from dialguard.app import build_gate
     from dialguard.gate import CheckRequest
 
-    async with database(settings) as pool:
-        gate = build_gate(settings, pool, system_clock)
+    async with (
+        database(settings) as pool,
+        open_roaming(settings.hlr, pool=pool, clock=system_clock) as roaming,
+    ):
+        gate = build_gate(settings, pool, system_clock, roaming)
         result = await gate.check(
             CheckRequest(
                 number=args.number,
@@ -189,10 +208,18 @@ async def cmd_consent_add(settings: Settings, args: argparse.Namespace) -> int:
             purpose=Purpose(args.purpose) if args.purpose else None,
             campaign=args.campaign,
             expires_at=args.expires,
+            granted_at=args.granted_at,
+            evidence=_consent_evidence(args),
         )
     scope = f"campaign {args.campaign}" if args.campaign else f"purpose {args.purpose}"
     print(f"consent {consent_id} recorded for {number}: {args.kind}, {scope}, source {args.source}")
     return EXIT_OK
+
+
+def _consent_evidence(args: argparse.Namespace) -> dict[str, str]:
+    """What record-keeping rules ask of a consent (TSR 310.5): who, the request as shown, a document."""
+    fields = {"name": args.name, "request_shown": args.text, "reference": args.reference}
+    return {k: v for k, v in fields.items() if v}
 
 
 async def cmd_consent_revoke(settings: Settings, args: argparse.Namespace) -> int:
@@ -227,15 +254,17 @@ async def cmd_consent_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_dnc_add(settings: Settings, args: argparse.Namespace) -> int:
-    number = _normalise(settings, args.number)
+    number = _normalise_entry(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
-        added = await dnc_store.add_dnc(conn, number=number, list_name=args.list, source=args.source)
+        added = await dnc_store.add_dnc(
+            conn, number=number, list_name=args.list, source=args.source, expires_at=args.expires
+        )
     print(f"{number} {'added to' if added else 'was already on'} the {args.list} do-not-call list")
     return EXIT_OK
 
 
 async def cmd_dnc_remove(settings: Settings, args: argparse.Namespace) -> int:
-    number = _normalise(settings, args.number)
+    number = _normalise_entry(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
         removed = await dnc_store.remove_dnc(conn, number=number, list_name=args.list)
     print(f"{number} {'removed from' if removed else 'was not on'} the {args.list} do-not-call list")
@@ -249,6 +278,212 @@ async def cmd_dnc_list(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{r['number']:<16} {r['list_name']:<12} {r['source']:<10} {r['added_at']:%Y-%m-%d %H:%M}")
     if not rows:
         print("no numbers on the list")
+    return EXIT_OK
+
+
+async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from dialguard.dnc_files import FileFormat, WrongFormat
+    from dialguard.store.registry import ImportRefused, import_entries, import_registry
+
+    path: Path = args.file
+    size = await _input_size(path)
+    fmt = FileFormat(args.format)
+    columns = [BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=_stderr_console(), transient=False) as bar:
+        task = bar.add_task("import", total=size)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        async with database(settings) as pool, pool.acquire() as conn:
+            chunks = _file_chunks(path)
+            try:
+                if dnc_store.is_entry_list(args.list):
+                    report = await import_entries(
+                        conn, chunks, list_name=args.list, fmt=fmt, actor="cli", source_file=str(path),
+                        default_region=settings.numbers.default_region, progress=advance,
+                    )  # fmt: skip
+                else:
+                    report = await import_registry(
+                        conn, chunks, registry=args.list, fmt=fmt, list_date=args.date or date.today(),
+                        actor="cli", source_file=str(path), default_region=settings.numbers.default_region,
+                        max_reject_ratio=args.max_broken / 100, progress=advance,
+                    )  # fmt: skip
+            except (WrongFormat, ImportRefused) as exc:
+                print(f"dialguard: import refused, nothing changed: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+    for r in report.rejects[:20]:
+        print(f"  line {r.line}: {r.text!r}: {r.why}", file=sys.stderr)
+    if report.rejected > 20:
+        print(f"  ... {report.rejected - 20} more broken lines", file=sys.stderr)
+    version = f" as version {report.version_id} dated {report.list_date}" if report.version_id else ""
+    deleted = f", {report.deleted:,} deleted" if report.deleted else ""
+    print(
+        f"{args.list}: {report.rows:,} numbers live{version}{deleted}, {report.rejected:,} broken lines "
+        f"skipped, in {report.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
+async def cmd_dnc_lists(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.store.registry import registry_status
+
+    async with database(settings) as pool, pool.acquire() as conn:
+        rows = await registry_status(conn)
+    today = date.today()
+    for r in rows:
+        if r["version_id"] is None:
+            print(f"{r['name']:<14} no live version")
+            continue
+        age = (today - r["list_date"]).days
+        print(
+            f"{r['name']:<14} version {r['version_id']:<5} data of {r['list_date']} ({age} days old), "
+            f"{r['row_count']:,} numbers, live since {r['live_at']:%Y-%m-%d %H:%M}"
+        )
+    if not rows:
+        print("no national lists loaded; import one with: dialguard dnc import FILE --list us_national")
+    return EXIT_OK
+
+
+async def cmd_scrub(settings: Settings, args: argparse.Namespace) -> int:
+    import csv
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from dialguard.app import build_gate
+    from dialguard.scrub import Scrubber, ScrubError
+
+    path: Path = args.input
+    size = await _input_size(path)
+    # Files are read and written in a worker thread, a batch of rows at a time (quoted newlines and all).
+    source = await asyncio.to_thread(path.open, newline="", encoding="utf-8-sig")
+    out = sys.stdout
+    if args.output:
+        out = await asyncio.to_thread(args.output.open, "w", newline="", encoding="utf-8")
+    reader, writer = csv.reader(source), csv.writer(out)
+
+    async def emit(row: list[str]) -> None:
+        writer.writerow(row)
+
+    try:
+        with Progress(BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=_stderr_console()) as bar:
+            task = bar.add_task("scrub", total=size)
+
+            async def rows() -> AsyncIterator[list[str]]:
+                while batch := await asyncio.to_thread(lambda: list(itertools.islice(reader, 1000))):
+                    bar.update(task, completed=os.lseek(source.fileno(), 0, os.SEEK_CUR))
+                    for row in batch:
+                        yield row
+
+            async with (
+                database(settings) as pool,
+                open_roaming(settings.hlr, pool=pool, clock=system_clock) as roaming,
+            ):
+                gate = build_gate(settings, pool, system_clock, roaming)
+                summary = await Scrubber(gate=gate, campaign=args.campaign, at=args.at).run(rows(), emit)
+    except (ScrubError, csv.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot scrub {path}: {exc}") from None
+    finally:
+        source.close()
+        if args.output:
+            out.close()
+    print(f"{summary.rows:,} rows: {summary.allowed:,} allowed, {summary.blocked:,} blocked", file=sys.stderr)
+    for reason, n in summary.by_reason.most_common():
+        print(f"  {reason:<24} {n:,}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _input_size(path: Path) -> int | None:
+    """The file's size for the progress bar (None for a pipe); a missing file is a usage error."""
+    try:
+        st = await asyncio.to_thread(path.stat)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return st.st_size or None
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+async def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.store.tokens import Role, create_token
+
+    async with database(settings) as pool, pool.acquire() as conn:
+        try:
+            token = await create_token(conn, name=args.name, role=Role(args.role))
+        except asyncpg.UniqueViolationError:
+            raise UsageError(
+                f"a token named {args.name!r} exists; revoke it first or pick another name"
+            ) from None
+        except asyncpg.CheckViolationError:
+            raise UsageError("a token name is letters, digits and _ . @ - (at most 64)") from None
+    print(token)
+    print(
+        f"token {args.name!r} ({args.role}): shown once, store it now; dialguard keeps only its hash",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+async def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.store.tokens import revoke_token
+
+    async with database(settings) as pool, pool.acquire() as conn:
+        revoked = await revoke_token(conn, name=args.name)
+    print(f"token {args.name!r} {'revoked' if revoked else 'was not active'}")
+    return EXIT_OK
+
+
+async def cmd_complaint_add(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.store.complaints import file_complaint
+
+    number = _normalise(settings, args.number)
+    async with database(settings) as pool, pool.acquire() as conn:
+        complaint_id = await file_complaint(
+            conn, number=number, channel=args.channel, note=args.note, campaign=args.campaign
+        )
+    print(f"complaint {complaint_id}: {number} revoked every consent and is on the internal do-not-call list")
+    return EXIT_OK
+
+
+async def cmd_hlr_lookup(settings: Settings, args: argparse.Namespace) -> int:
+    number = _normalise(settings, args.number)
+    async with (
+        database(settings) as pool,
+        open_roaming(settings.hlr, pool=pool, clock=system_clock) as roaming,
+    ):
+        if roaming is None:
+            raise UsageError("no HLR provider configured: set hlr.provider to http or file (README, Roaming)")
+        fact = await roaming.fact(number, use_cache=not args.no_cache)
+    shown = {
+        "number": number,
+        "status": fact.status,
+        "visited_country": fact.visited_country,
+        "provider": fact.provider,
+        "age_seconds": fact.age_seconds,
+        "cause": fact.cause,
+    }
+    print(json.dumps(shown, indent=2))
+    return EXIT_OK if fact.status != "unknown" else EXIT_ERROR
+
+
+async def cmd_journal_status(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.journal import OptOutJournal
+
+    journal = OptOutJournal(settings.calls.journal_path)
+    waiting = await asyncio.to_thread(journal.pending)
+    print(f"{settings.calls.journal_path}: {len(waiting)} opt-outs wait for the database")
+    for optout in waiting:
+        print(f"  {optout.at:%Y-%m-%d %H:%M:%S} {optout.number} call {optout.call_id} key {optout.digit}")
+    if waiting and args.replay:
+        async with database(settings) as pool:
+            stored = await journal.replay(pool)
+        print(f"replayed: {stored} stored now, {len(await asyncio.to_thread(journal.pending))} still wait")
     return EXIT_OK
 
 
@@ -371,8 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument(
         "--kind",
         default="express",
-        help="express, express_written, written_agreement, ebr_purchase, ebr_inquiry, verbal_recorded",
+        choices=sorted(CONSENT_KINDS),
+        help="express_written: signed (TCPA); written_agreement: names the number (TSR: exempts from "
+        "the national list); ebr_purchase / ebr_inquiry: a business relationship (18 / 3 months from "
+        "--granted-at)",
     )
+    co.add_argument("--granted-at", type=parse_instant, help="when it was given (default now), ISO-8601")
+    co.add_argument("--name", help="the person's name, as given")
+    co.add_argument("--text", help="the request as the person saw or heard it")
+    co.add_argument("--reference", help="where the proof is: a recording, a document, a form submission id")
     co.add_argument(
         "--source", default="cli", help="where it was given: web_form, call, paper, import, api ..."
     )
@@ -390,12 +632,52 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("number")
     da.add_argument("--list", default=dnc_store.INTERNAL, help="list name (default: internal)")
     da.add_argument("--source", default="cli", help="where the request came from")
+    da.add_argument(
+        "--expires", type=parse_instant, help="when the entry lapses (e.g. a state list's 3 years)"
+    )
     dr = add(dnc, "remove", cmd_dnc_remove, "take a number off a do-not-call list")
     dr.add_argument("number")
     dr.add_argument("--list", default=dnc_store.INTERNAL)
     dl = add(dnc, "list", cmd_dnc_list, "list numbers on the do-not-call lists")
     dl.add_argument("--list", default=None, help="only this list")
     dl.add_argument("--limit", type=int, default=1000)
+    di = add(
+        dnc,
+        "import",
+        cmd_dnc_import,
+        "load a do-not-call file: a national list becomes a new version, swapped in atomically",
+        epilog="Formats: us-registry (2125550100 or 212,5550100 per line), us-registry-changes "
+        "(212,5550100,A|D), tps (01632960001 per line), csv (a 'number' column). Lists 'internal' and "
+        "'campaign:NAME' take the numbers as entries; any other name is a national list, replaced whole. "
+        "Broken lines are reported with their line numbers and skipped; the import is refused, and the "
+        "live list kept, when more than --max-broken percent are broken or the file is not the format asked.",
+    )
+    di.add_argument("file", type=Path)
+    di.add_argument("--list", required=True, help="us_national, uk_tps, uk_ctps, internal, campaign:NAME ...")
+    di.add_argument("--format", required=True, choices=["us-registry", "us-registry-changes", "tps", "csv"])
+    di.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        help="the date of the data (default today): freshness counts from it",
+    )
+    di.add_argument(
+        "--max-broken", type=float, default=1.0, help="percent of broken lines tolerated (default 1)"
+    )
+    add(dnc, "lists", cmd_dnc_lists, "national lists: live version, date of the data, size")
+
+    sc = add(
+        sub,
+        "scrub",
+        cmd_scrub,
+        "judge every row of a lead list as a call would be judged (nothing is counted or stored)",
+        epilog="IN.csv needs a header with a number column (number, phone, phone_number); a lead_state or "
+        "state column adds the lead's own state. Each row gets dialguard_verdict, dialguard_reason, "
+        "dialguard_reasons and dialguard_next_callable_at; a summary by reason goes to stderr.",
+    )
+    sc.add_argument("input", type=Path, metavar="IN.csv")
+    sc.add_argument("-o", "--output", type=Path, metavar="OUT.csv", help="default: standard output")
+    sc.add_argument("--campaign", required=True)
+    sc.add_argument("--at", type=parse_instant, help="judge at this instant (ISO-8601 with offset)")
 
     rules = sub.add_parser("rules", help="the jurisdiction rule packs in force").add_subparsers(
         dest="sub", metavar="ACTION", required=True, parser_class=Parser
@@ -410,6 +692,47 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--campaign")
     re_.add_argument("--purpose", choices=PURPOSES)
     re_.add_argument("--lead-state", metavar="SUBDIVISION")
+
+    tok = sub.add_parser("token", help="HTTP API bearer tokens").add_subparsers(
+        dest="sub", metavar="ACTION", required=True, parser_class=Parser
+    )
+    tc = add(tok, "create", cmd_token_create, "make a token; it is printed once, only its hash is kept")
+    tc.add_argument("name", help="who uses it, e.g. crm or dialer-1 (shown in the audit log)")
+    tc.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "dialer", "supervisor"],
+        help="admin: everything; dialer: checks, consent and opt-out writes; supervisor: read-only",
+    )
+    tr = add(tok, "revoke", cmd_token_revoke, "withdraw a token at once")
+    tr.add_argument("name")
+
+    comp = sub.add_parser("complaint", help="record complaints").add_subparsers(
+        dest="sub", metavar="ACTION", required=True, parser_class=Parser
+    )
+    cp = add(
+        comp, "add", cmd_complaint_add, "record a complaint: consent revoked, number on the internal list"
+    )
+    cp.add_argument("number")
+    cp.add_argument("--channel", default="phone", help="how it reached you: phone, email, letter, regulator")
+    cp.add_argument("--note", default="", help="what the person said")
+    cp.add_argument("--campaign", help="the campaign complained about")
+
+    hlr = sub.add_parser("hlr", help="the roaming (HLR) provider").add_subparsers(
+        dest="sub", metavar="ACTION", required=True, parser_class=Parser
+    )
+    hl = add(
+        hlr, "lookup", cmd_hlr_lookup, "ask the configured HLR provider about one number, as the gate would"
+    )
+    hl.add_argument("number")
+    hl.add_argument(
+        "--no-cache", action="store_true", help="ask the provider even if a cached answer is fresh"
+    )
+
+    jr = sub.add_parser("journal", help="the opt-out journal (opt-outs taken while the database was away)")
+    jrs = jr.add_subparsers(dest="sub", metavar="ACTION", required=True, parser_class=Parser)
+    js = add(jrs, "status", cmd_journal_status, "show the opt-outs that wait for the database")
+    js.add_argument("--replay", action="store_true", help="store them now (serve does this by itself)")
 
     add(sub, "verify", cmd_verify, "seal pending decisions and verify the tamper-evident decision log")
     return p
@@ -447,6 +770,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dialguard: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (DatabaseError, MigrationError) as exc:
+        print(f"dialguard: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ConfigError as exc:
+        print(f"dialguard: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JournalError as exc:
         print(f"dialguard: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except PackError as exc:

@@ -108,6 +108,33 @@ class RulesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CallsSettings:
+    optout_digit: str = "9"  # the key that stops all further calls (a campaign may set its own)
+    listen_after_ms: int = 5000  # how long the opt-out stays armed after the notice ends
+    sound_prefix: str = "dialguard"  # prompts are <prefix>/<lang>/dialguard-*.wav under Asterisk's sounds
+    journal_path: Path = Path("data/optout-journal.jsonl")  # opt-outs wait here while the database is down
+
+
+@dataclass(frozen=True, slots=True)
+class HlrSettings:
+    provider: str = "none"  # none | http | file
+    url: str = ""  # http: e.g. https://hlr.example.com/v1/lookup?msisdn={digits} ({e164} keeps the +)
+    method: str = "GET"  # http: GET, or POST with {"number": E164}
+    auth_header: str = ""  # http: e.g. Authorization or X-Api-Key
+    auth_value: Secret | None = None  # http: e.g. "Bearer abc..." (never logged)
+    # http: where our fields are in the vendor's JSON answer, as dotted paths.
+    mapping: dict[str, Any] = field(
+        default_factory=lambda: {"roaming": "roaming", "visited_country": "country"}
+    )
+    file: Path | None = None  # file: CSV of number,status,visited_country
+    cache_ttl: float = 3600.0  # seconds an answer is reused (roaming changes)
+    deadline: float = 0.8  # seconds a look-up may take; past it the answer is unknown
+    concurrency: int = 20  # look-ups in flight at once
+    breaker_failures: int = 5  # failures in a row that open the circuit breaker
+    breaker_reset: float = 30.0  # seconds before a trial look-up
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database: DatabaseSettings = DatabaseSettings()
     agi: AgiSettings = AgiSettings()
@@ -118,6 +145,8 @@ class Settings:
     gate: GateSettings = GateSettings()
     log: LogSettings = LogSettings()
     rules: RulesSettings = RulesSettings()
+    hlr: HlrSettings = HlrSettings()
+    calls: CallsSettings = CallsSettings()
 
 
 _SECTIONS: dict[str, Any] = get_type_hints(Settings)

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,15 +19,29 @@ from typing import Any
 import asyncpg
 
 from dialguard.clock import Clock
+from dialguard.hlr.service import RoamingService
 from dialguard.numbers import InvalidNumber, NumberFacts, parse_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
-from dialguard.policy.model import CallFacts, Campaign, Decision, EffectiveRules, Purpose, Reason, Verdict
+from dialguard.policy.model import (
+    CallFacts,
+    Campaign,
+    Decision,
+    EffectiveRules,
+    Purpose,
+    Reason,
+    RoamingFact,
+    Verdict,
+)
+from dialguard.policy.roaming import roaming_required
 from dialguard.policy.rulebook import RuleBook
 from dialguard.store.db import Connection
 from dialguard.store.decisions import insert_decision
-from dialguard.store.facts import StoredFacts, lock_number, read_facts
+from dialguard.store.facts import StoredFacts, lock_number, read_facts, read_many_facts
 
 log = logging.getLogger(__name__)
+
+# What the rules get when they ask about roaming and no HLR provider is configured.
+NO_PROVIDER = RoamingFact("unknown", cause="no_provider")
 
 # What a failure to read facts looks like from outside: transport, server, pool or deadline trouble.
 FACT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
@@ -39,7 +54,8 @@ class CheckRequest:
     record: bool = False  # True: the call will be placed, so it counts as an attempt
     lead_subdivision: str | None = None
     at: datetime | None = None  # dry runs may ask about another instant
-    channel: str = "cli"  # agi, http, cli: kept as evidence
+    channel: str = "cli"  # agi, http, cli, scrub: kept as evidence
+    keep: bool = True  # False: a lead-list scrub's look-ahead, not stored (its output file is its record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,7 @@ class Gate:
         fact_timeout: float = 2.0,
         writer: str | None = None,
         shadow_rulebook: RuleBook | None = None,
+        roaming: RoamingService | None = None,
     ) -> None:
         self.pool = pool
         self.rulebook = rulebook
@@ -125,56 +142,150 @@ class Gate:
         self.writer = writer or default_writer_name()
         self.shadow_rulebook = shadow_rulebook
         self.shadow_differences = 0
+        self.roaming = roaming  # None: no HLR configured; a look-up the rules ask for is unknown
 
     def parse(self, raw: str) -> NumberFacts | InvalidNumber:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
 
     async def check(self, request: CheckRequest) -> GateDecision:
+        call = self._call(request)
+        if isinstance(call, GateDecision):
+            if not request.keep:
+                return dataclasses.replace(call, stored=False)
+            return await self._store_invalid(call)
+        try:
+            async with asyncio.timeout(self.fact_timeout):
+                return await self._decide(call)
+        except FACT_ERRORS as exc:
+            return self._unavailable(call, exc)
+
+    async def look_ahead(self, requests: Sequence[CheckRequest]) -> list[GateDecision]:
+        """Judge many numbers of one campaign at one instant with a single fact query (a lead-list
+        scrub): nothing is stored or counted. Every request must share its campaign and ``at``."""
+        calls = [self._call(dataclasses.replace(r, keep=False, record=False)) for r in requests]
+        valid = [c for c in calls if isinstance(c, _Call)]
+        facts: dict[str, StoredFacts] = {}
+        failure: BaseException | None = None
+        if valid:
+            first = valid[0]
+            lookbacks = [lb for c in valid if (lb := _longest_cap(c.rules))]
+            since = first.now - max(lookbacks) if lookbacks else None
+            try:
+                async with asyncio.timeout(self.fact_timeout), self.pool.acquire() as conn:
+                    facts = await read_many_facts(
+                        conn,
+                        numbers=sorted({c.number.e164 for c in valid}),
+                        campaign=first.campaign_name,
+                        attempts_since=since,
+                        now=first.now,
+                    )
+            except FACT_ERRORS as exc:
+                failure = exc
+        roaming: dict[str, RoamingFact] = {}
+        if valid and failure is None:
+            stored_campaign = next(iter(facts.values())).campaign if facts else None
+            campaign = self._campaign(valid[0].campaign_name, stored_campaign)
+            roaming = await self._roaming(
+                valid, campaign, campaign.purpose if campaign else STRICTEST_PURPOSE
+            )
+        out = []
+        for call in calls:
+            if isinstance(call, GateDecision):
+                out.append(dataclasses.replace(call, stored=False))
+            elif failure is not None:
+                out.append(self._unavailable(call, failure))
+            else:
+                stored = facts[call.number.e164]
+                campaign = self._campaign(call.campaign_name, stored.campaign)
+                judged = self._judge(call, campaign, stored, roaming.get(call.number.e164))
+                out.append(dataclasses.replace(judged, stored=False))
+        return out
+
+    def _call(self, request: CheckRequest) -> _Call | GateDecision:
+        """The request with its number parsed and its rules chosen; an unparsable number is decided here."""
         now = request.at or self.clock()
         campaign_name = request.campaign or self.default_campaign
         number = self.parse(request.number)
         call_id = uuid.uuid4()
         if isinstance(number, InvalidNumber):
             facts = CallFacts(request.number, number, campaign_name, None, now)
-            result = GateDecision(call_id, number, campaign_name, evaluate(facts, None), "", now, False)
-            return await self._store_invalid(result)
+            return GateDecision(call_id, number, campaign_name, evaluate(facts, None), "", now, False)
         rules = self.rulebook.rules_for(number, lead_subdivision=request.lead_subdivision)
-        try:
-            async with asyncio.timeout(self.fact_timeout):
-                return await self._decide(_Call(call_id, request, number, campaign_name, rules, now))
-        except FACT_ERRORS as exc:
-            # No facts, no call. The cause is logged once here; the decision carries it as evidence.
-            log.warning("gate unavailable, blocking call %s: %s", call_id, _describe(exc))
-            decision = Decision(
-                Verdict.BLOCK,
-                (Reason("gate.unavailable", False, {"cause": _describe(exc)}),),
-            )
-            return GateDecision(
-                call_id, number, campaign_name, decision, rules.version, now, False, stored=False
-            )
+        return _Call(call_id, request, number, campaign_name, rules, now)
+
+    def _unavailable(self, call: _Call, exc: BaseException) -> GateDecision:
+        # No facts, no call. The cause is logged once here; the decision carries it as evidence.
+        log.warning("gate unavailable, blocking call %s: %s", call.id, _describe(exc))
+        decision = Decision(Verdict.BLOCK, (Reason("gate.unavailable", False, {"cause": _describe(exc)}),))
+        rules_version = call.rules.version
+        return GateDecision(
+            call.id, call.number, call.campaign_name, decision, rules_version, call.now, False, stored=False
+        )
 
     async def _decide(self, call: _Call) -> GateDecision:
         lookback = _longest_cap(call.rules)
         since = call.now - lookback if lookback else None
         e164 = call.number.e164
         async with self.pool.acquire() as conn:
-            stored = await read_facts(conn, number=e164, campaign=call.campaign_name, attempts_since=since)
+            stored = await read_facts(
+                conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+            )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
-            if call.request.record and _caps_apply(call.rules, purpose):
-                # A cap counts this call: decide under the number's lock, on facts read after taking it,
-                # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
-                async with conn.transaction():
-                    await lock_number(conn, e164)
-                    stored = await read_facts(
-                        conn, number=e164, campaign=call.campaign_name, attempts_since=since
-                    )
-                    result = self._judge(call, campaign, stored)
-                    await self._insert(conn, result)
-                    return result
-            result = self._judge(call, campaign, stored)
-            await self._insert(conn, result)
-            return result
+            settled, roaming = self._roaming_without_vendor(call, campaign, purpose, stored)
+            if settled:  # no vendor to ask: finish on this connection
+                return await self._finish(conn, call, campaign, purpose, stored, roaming)
+        # The HLR is asked with no connection held: a slow vendor must not drain the pool.
+        asked = await self._roaming([call], campaign, purpose)
+        async with self.pool.acquire() as conn:
+            # Read again: an opt-out or a revocation that arrived while the vendor answered must count.
+            stored = await read_facts(
+                conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+            )
+            campaign = self._campaign(call.campaign_name, stored.campaign)
+            purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
+            return await self._finish(conn, call, campaign, purpose, stored, asked.get(e164))
+
+    def _roaming_without_vendor(
+        self, call: _Call, campaign: Campaign | None, purpose: Purpose, stored: StoredFacts
+    ) -> tuple[bool, RoamingFact | None]:
+        """(settled, fact): settled when no vendor call is needed — none asked for (fact None), no
+        provider configured, or a fresh answer in the cache read with the other facts."""
+        if not _asks_roaming(call, campaign, purpose):
+            return True, None
+        if self.roaming is None:
+            return True, NO_PROVIDER
+        cached = self.roaming.from_cache(stored.hlr, call.now) if stored.hlr is not None else None
+        return cached is not None, cached
+
+    async def _finish(
+        self,
+        conn: Connection,
+        call: _Call,
+        campaign: Campaign | None,
+        purpose: Purpose,
+        stored: StoredFacts,
+        roaming: RoamingFact | None,
+    ) -> GateDecision:
+        e164 = call.number.e164
+        if call.request.record and _caps_apply(call.rules, purpose):
+            # A cap counts this call: decide under the number's lock, on facts read after taking it,
+            # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
+            lookback = _longest_cap(call.rules)
+            since = call.now - lookback if lookback else None
+            async with conn.transaction():
+                await lock_number(conn, e164)
+                stored = await read_facts(
+                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+                )
+                result = self._judge(call, campaign, stored, roaming)
+                await self._insert(conn, result)
+                return result
+        result = self._judge(call, campaign, stored, roaming)
+        if not call.request.keep:
+            return dataclasses.replace(result, stored=False)
+        await self._insert(conn, result)
+        return result
 
     def _campaign(self, name: str, stored: Campaign | None) -> Campaign | None:
         if stored is None and name == self.default_campaign:
@@ -182,7 +293,20 @@ class Gate:
             return Campaign(name, self.default_purpose)
         return stored
 
-    def _judge(self, call: _Call, campaign: Campaign | None, stored: StoredFacts) -> GateDecision:
+    async def _roaming(
+        self, calls: list[_Call], campaign: Campaign | None, purpose: Purpose
+    ) -> dict[str, RoamingFact]:
+        """HLR answers for the calls whose rules or campaign ask, for possibly-mobile numbers only."""
+        asked = [c.number.e164 for c in calls if _asks_roaming(c, campaign, purpose)]
+        if not asked:
+            return {}
+        if self.roaming is None:
+            return dict.fromkeys(asked, NO_PROVIDER)
+        return await self.roaming.prefetch(asked)
+
+    def _judge(
+        self, call: _Call, campaign: Campaign | None, stored: StoredFacts, roaming: RoamingFact | None = None
+    ) -> GateDecision:
         facts = CallFacts(
             raw_number=call.request.number,
             number=call.number,
@@ -192,7 +316,9 @@ class Gate:
             dnc_hits=stored.dnc_hits,
             consents=stored.consents,
             attempts=stored.attempts,
+            registries=stored.registries,
             lead_subdivision=call.request.lead_subdivision,
+            roaming=roaming,
         )
         decision = evaluate(facts, call.rules)
         extra: dict[str, Any] = {"channel": call.request.channel}
@@ -270,6 +396,11 @@ def _caps_apply(rules: EffectiveRules, purpose: Purpose) -> bool:
 def _longest_cap(rules: EffectiveRules) -> timedelta | None:
     periods = [cap.period for layer in rules.layers for cap in layer.frequency_caps]
     return max(periods) if periods else None
+
+
+def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:
+    """An HLR answer is needed: the rules or the campaign ask, and the number may be a mobile."""
+    return call.number.possibly_mobile and roaming_required(call.rules, campaign, purpose)
 
 
 def _describe(exc: BaseException) -> str:

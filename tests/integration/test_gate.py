@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import pytest
@@ -188,3 +189,29 @@ async def test_call_ids_are_unique_uuids(pool: asyncpg.Pool) -> None:
     gate = make_gate(pool)
     ids = {(await gate.check(CheckRequest(PL_MOBILE))).call_id for _ in range(5)}
     assert len(ids) == 5 and all(isinstance(i, uuid.UUID) for i in ids)
+
+
+async def test_shadow_rules_are_logged_and_counted_but_never_enforced(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A candidate rule set that would end calls at 15:00 runs beside the enforced 8-21 window.
+    enforced = simple_rulebook(consent_for=())
+    candidate = simple_rulebook(consent_for=(), end=time(15))
+    gate = make_gate(pool, rulebook=enforced, shadow_rulebook=candidate)
+    with caplog.at_level(logging.INFO, logger="dialguard.gate"):
+        result = await gate.check(CheckRequest(PL_MOBILE, record=True))
+    assert result.verdict is Verdict.ALLOW
+    assert gate.shadow_differences == 1
+    assert "shadow rules differ: enforced ALLOW (ok), candidate BLOCK (hours.outside_window)" in caplog.text
+    async with pool.acquire() as conn:
+        body = await conn.fetchval("SELECT body FROM decisions WHERE call_id = $1", result.call_id)
+        attempts = await conn.fetchval("SELECT count(*) FROM attempts")
+    assert body["verdict"] == "ALLOW"
+    assert body["shadow"]["verdict"] == "BLOCK"
+    assert "hours.outside_window" in body["shadow"]["codes"]
+    assert attempts == 1  # the enforced ALLOW counted, whatever the candidate said
+
+    agreeing = make_gate(pool, rulebook=enforced, shadow_rulebook=simple_rulebook(consent_for=()))
+    same = await agreeing.check(CheckRequest(PL_MOBILE))
+    assert agreeing.shadow_differences == 0
+    assert "shadow" not in same.to_json()

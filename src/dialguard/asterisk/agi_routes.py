@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 
 from dialguard.asterisk.agi_server import AgiSession, Handler
+from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute
 from dialguard.gate import CheckRequest, Gate
 from dialguard.language import language_for
 from dialguard.numbers import NumberFacts
@@ -50,5 +51,9 @@ class CheckRoute:
         await session.set_variable("DIALGUARD_VERDICT", str(decision.verdict))
 
 
-def agi_routes(*, gate: Gate) -> Mapping[str, Handler]:
-    return {"check": CheckRoute(gate=gate)}
+def agi_routes(*, gate: Gate, calls: CallRoutes | None = None) -> Mapping[str, Handler]:
+    routes: dict[str, Handler] = {"check": CheckRoute(gate=gate)}
+    if calls is not None:
+        routes["announce"] = AnnounceRoute(calls=calls)
+        routes["consent"] = ConsentRoute(calls=calls)
+    return routes

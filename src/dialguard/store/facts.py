@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from dialguard.policy.model import Attempt, Campaign, ConsentRecord, DncHit, Purpose
+from dialguard.policy.model import Attempt, Campaign, ConsentRecord, DncHit, Purpose, RegistryStatus
 from dialguard.store.consent import CURRENT_CONSENTS_SQL, consent_from_row
 from dialguard.store.db import Connection
 from dialguard.store.dnc import hit_from_row
@@ -17,11 +18,38 @@ SELECT
      FROM campaigns WHERE name = $2) AS campaign,
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'id', id, 'list_name', list_name, 'source', source, 'added_at', added_at)), '[]')
-     FROM dnc_entries WHERE number = $1) AS dnc,
+     FROM dnc_entries
+    WHERE number = $1 AND (expires_at IS NULL OR expires_at > $4)
+      -- another campaign's own list does not bind this one
+      AND (list_name NOT LIKE 'campaign:%' OR list_name = 'campaign:' || $2)) AS dnc,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'id', id, 'list_name', list_name, 'source', source, 'added_at', added_at,
+            'prefix', prefix)), '[]')
+     FROM dnc_prefixes
+    WHERE prefix = ANY($6::text[])
+      AND (list_name NOT LIKE 'campaign:%' OR list_name = 'campaign:' || $2)) AS prefixes,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'list_name', r.name, 'list_date', v.list_date, 'version_id', v.id,
+            'hit', EXISTS (SELECT 1 FROM dnc_registry_numbers n
+                            WHERE n.version_id = r.live_version AND n.number = $5))), '[]')
+     FROM dnc_registries r JOIN dnc_registry_versions v ON v.id = r.live_version) AS registries,
   (SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]') FROM ({CURRENT_CONSENTS_SQL}) c) AS consents,
+  (SELECT jsonb_build_object('status', status, 'visited_country', visited_country, 'provider', provider,
+                             'fetched_at', fetched_at)
+     FROM hlr_cache WHERE number = $1) AS hlr,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('at', at, 'campaign', campaign, 'purpose', purpose)), '[]')
      FROM attempts WHERE number = $1 AND $3::timestamptz IS NOT NULL AND at > $3) AS attempts
 """
+
+# The same facts for many numbers in one round trip (a lead-list scrub): $1 becomes an array whose
+# elements the per-number parameters are computed from.
+_MANY_FACTS_SQL = (
+    "SELECT q.number, f.* FROM unnest($1::text[]) AS q(number) CROSS JOIN LATERAL ("
+    + re.sub(r"\$1\b", "q.number", _FACTS_SQL)
+    .replace("$5", "substr(q.number, 2)::bigint")
+    .replace("$6::text[]", "ARRAY(SELECT left(q.number, i) FROM generate_series(2, length(q.number) - 1) i)")
+    + ") f"
+)
 
 LOCK_NUMBER_SQL = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
@@ -32,6 +60,8 @@ class StoredFacts:
     dnc_hits: tuple[DncHit, ...]
     consents: tuple[ConsentRecord, ...]
     attempts: tuple[Attempt, ...]
+    registries: tuple[RegistryStatus, ...] = ()
+    hlr: dict[str, Any] | None = None  # the cached HLR answer, fresh or not (the roaming service judges)
 
 
 def _with_times(item: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -43,7 +73,7 @@ def _parse(row: Any) -> StoredFacts:
     camp = row["campaign"]
     return StoredFacts(
         campaign=Campaign(camp["name"], Purpose(camp["purpose"]), camp["settings"] or {}) if camp else None,
-        dnc_hits=tuple(hit_from_row(_with_times(d, "added_at")) for d in row["dnc"]),
+        dnc_hits=tuple(hit_from_row(_with_times(d, "added_at")) for d in [*row["dnc"], *row["prefixes"]]),
         consents=tuple(
             consent_from_row(_with_times(g, "granted_at", "expires_at", "revoked_at"))
             for g in row["consents"]
@@ -52,13 +82,34 @@ def _parse(row: Any) -> StoredFacts:
             Attempt(at=datetime.fromisoformat(a["at"]), campaign=a["campaign"], purpose=Purpose(a["purpose"]))
             for a in row["attempts"]
         ),
+        hlr=_with_times(row["hlr"], "fetched_at") if row["hlr"] else None,
+        registries=tuple(
+            RegistryStatus(r["list_name"], date.fromisoformat(r["list_date"]), r["version_id"], r["hit"])
+            for r in row["registries"]
+        ),
     )
 
 
+def prefixes_of(e164: str) -> list[str]:
+    """Every proper prefix a wildcard entry could be: "+1", "+12", ... up to one digit short."""
+    return [e164[:i] for i in range(2, len(e164))]
+
+
 async def read_facts(
-    conn: Connection, *, number: str, campaign: str, attempts_since: datetime | None
+    conn: Connection, *, number: str, campaign: str, attempts_since: datetime | None, now: datetime
 ) -> StoredFacts:
-    return _parse(await conn.fetchrow(_FACTS_SQL, number, campaign, attempts_since))
+    row = await conn.fetchrow(
+        _FACTS_SQL, number, campaign, attempts_since, now, int(number[1:]), prefixes_of(number)
+    )
+    return _parse(row)
+
+
+async def read_many_facts(
+    conn: Connection, *, numbers: list[str], campaign: str, attempts_since: datetime | None, now: datetime
+) -> dict[str, StoredFacts]:
+    """Facts for many E.164 numbers of one campaign at one instant, keyed by number."""
+    rows = await conn.fetch(_MANY_FACTS_SQL, numbers, campaign, attempts_since, now)
+    return {row["number"]: _parse(row) for row in rows}
 
 
 async def lock_number(conn: Connection, number: str) -> None:
