@@ -247,6 +247,12 @@ async def test_prefetch_asks_concurrently_up_to_the_limit_and_fills_the_cache(
     assert (hlr.hits, hlr.most_in_flight) == (20, 5)
     await svc.prefetch(numbers)
     assert hlr.hits == 20  # all from the cache now
+    later = service(pool, hlr, session, now=NOW + timedelta(minutes=10))
+    fresh_and_new = await later.prefetch([*numbers[:5], "+48601239998", "+48601239999"])
+    assert hlr.hits == 22  # only the two never asked
+    assert [fresh_and_new[n].age_seconds for n in numbers[:5]] == [600.0] * 5
+    stale = await service(pool, hlr, session, now=NOW + timedelta(hours=2)).prefetch(numbers[:5])
+    assert (hlr.hits, {f.age_seconds for f in stale.values()}) == (27, {0.0})  # past the TTL: asked again
 
 
 async def test_hlr_lookup_from_the_command_line_with_a_file_provider(db_dsn: str, tmp_path: Path) -> None:

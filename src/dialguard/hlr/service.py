@@ -23,7 +23,8 @@ from dialguard.policy.model import RoamingFact
 
 log = logging.getLogger(__name__)
 
-_READ = "SELECT status, visited_country, provider, fetched_at FROM hlr_cache WHERE number = $1"
+_READ = """SELECT number, status, visited_country, provider, fetched_at
+                  FROM hlr_cache WHERE number = ANY($1::text[])"""
 _WRITE = """INSERT INTO hlr_cache
                 (number, status, visited_country, home_network, ported, provider, fetched_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -59,16 +60,33 @@ class RoamingService:
         self.logged_causes: set[str] = set()
 
     async def fact(self, e164: str, *, use_cache: bool = True) -> RoamingFact:
+        if use_cache and (cached := (await self._cached([e164])).get(e164)) is not None:
+            return cached
+        return await self._ask(e164)
+
+    async def prefetch(self, numbers: Iterable[str]) -> dict[str, RoamingFact]:
+        """Look many numbers up ahead of their calls: the cache in one query, then the vendor for the
+        rest, concurrently within the limit, filling the cache."""
+        unique = sorted(set(numbers))
+        facts = await self._cached(unique)
+        missing = [n for n in unique if n not in facts]
+        facts.update(zip(missing, await asyncio.gather(*(self._ask(n) for n in missing)), strict=True))
+        return facts
+
+    async def _cached(self, numbers: list[str]) -> dict[str, RoamingFact]:
+        """The fresh cached answers among ``numbers``; a cache that cannot be read has none."""
         now = self.clock()
-        if use_cache:
-            try:
-                async with self.pool.acquire() as conn:
-                    row = await conn.fetchrow(_READ, e164)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                row = None
-                self._failed("cache_unavailable", str(exc))
-            if row is not None and (cached := self.from_cache(row, now)) is not None:
-                return cached
+        try:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(_READ, numbers)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._failed("cache_unavailable", str(exc))
+            return {}
+        fresh = ((row["number"], self.from_cache(row, now)) for row in rows)
+        return {number: fact for number, fact in fresh if fact is not None}
+
+    async def _ask(self, e164: str) -> RoamingFact:
+        now = self.clock()
         if not self.breaker.allow():
             return self._unknown("breaker_open")
         try:
@@ -91,12 +109,6 @@ class RoamingService:
             return None
         age = (now - row["fetched_at"]).total_seconds()
         return _fact(row["status"], row["visited_country"], row["provider"], age)
-
-    async def prefetch(self, numbers: Iterable[str]) -> dict[str, RoamingFact]:
-        """Look many numbers up ahead of their calls, concurrently within the limit, filling the cache."""
-        unique = sorted(set(numbers))
-        facts = await asyncio.gather(*(self.fact(n) for n in unique))
-        return dict(zip(unique, facts, strict=True))
 
     async def _remember(self, e164: str, answer: HlrAnswer, at: datetime) -> None:
         status = "abroad" if answer.roaming else "home"
