@@ -284,12 +284,14 @@ async def cmd_dnc_list(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
+    from dialguard.app import build_rulebook
     from dialguard.dnc_files import FileFormat, WrongFormat
     from dialguard.store.registry import ImportRefused, import_entries, import_registry
 
     path: Path = args.file
     size = await _input_size(path)
     fmt = FileFormat(args.format)
+    lapse_after = build_rulebook(settings).entry_lifetime(args.list)
     columns = [BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=_stderr_console(), transient=False) as bar:
         task = bar.add_task("import", total=size)
@@ -303,13 +305,14 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
                 if dnc_store.is_entry_list(args.list):
                     report = await import_entries(
                         conn, chunks, list_name=args.list, fmt=fmt, actor="cli", source_file=str(path),
-                        default_region=settings.numbers.default_region, progress=advance,
+                        default_region=settings.numbers.default_region, lapse_after=lapse_after,
+                        progress=advance,
                     )  # fmt: skip
                 else:
                     report = await import_registry(
                         conn, chunks, registry=args.list, fmt=fmt, list_date=args.date or date.today(),
                         actor="cli", source_file=str(path), default_region=settings.numbers.default_region,
-                        max_reject_ratio=args.max_broken / 100, progress=advance,
+                        max_reject_ratio=args.max_broken / 100, lapse_after=lapse_after, progress=advance,
                     )  # fmt: skip
             except (WrongFormat, ImportRefused) as exc:
                 print(f"dialguard: import refused, nothing changed: {exc}", file=sys.stderr)
@@ -320,6 +323,8 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  ... {report.rejected - 20} more broken lines", file=sys.stderr)
     version = f" as version {report.version_id} dated {report.list_date}" if report.version_id else ""
     deleted = f", {report.deleted:,} deleted" if report.deleted else ""
+    if lapse_after is not None:
+        deleted += f", {report.lapsed:,} lapsed registrations skipped (older than {lapse_after.days} days)"
     print(
         f"{args.list}: {report.rows:,} numbers live{version}{deleted}, {report.rejected:,} broken lines "
         f"skipped, in {report.seconds:.1f} s"

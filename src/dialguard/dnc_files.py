@@ -8,7 +8,8 @@ Formats (``dialguard dnc import --format``):
   further comma-separated fields are ignored. Applied to the live version, it makes the next one.
 - ``tps``: the UK TPS/CTPS files: one national number per line, ``01632960001`` or ``07700900123``.
 - ``csv``: a header row with a ``number`` column; numbers in E.164 (``+12125550100``) or in the national
-  format of the default region.
+  format of the default region. For a list whose registrations lapse (Texas: 3 years), a
+  ``registered_on`` column (YYYY-MM-DD) too: entries lapsed by the list's date are skipped and counted.
 
 The parser takes the file in chunks of whole lines and returns, per chunk, the COPY text (one
 E.164-digits number per line) and the rejected lines with their numbers and why. The common case, a
@@ -22,7 +23,8 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from datetime import date, timedelta
+from enum import Enum, StrEnum
 
 from dialguard.numbers import NumberFacts, parse_number
 
@@ -60,7 +62,16 @@ class Parsed:
     added: bytes = b""
     deleted: bytes = b""
     count: int = 0  # numbers in ``added``
+    lapsed: int = 0  # registrations older than the list's entry lifetime, skipped
     rejects: list[Reject] = field(default_factory=list)
+
+
+class _Skip(Enum):
+    HEADER = "header"
+    LAPSED = "lapsed"
+
+
+_LineResult = tuple[bytes, bool] | str | _Skip  # (digits, is a deletion) | why rejected | not a number
 
 
 _US_LINE = rb"([2-9][0-9]{2}),?([2-9][0-9]{6})\r?"
@@ -92,14 +103,32 @@ def _show(raw: bytes) -> str:
 
 
 class LineParser:
-    """Turns whole-line chunks of one file into COPY text; remembers the line count between chunks."""
+    """Turns whole-line chunks of one file into COPY text; remembers the line count between chunks.
 
-    def __init__(self, fmt: FileFormat, *, default_region: str = "US") -> None:
+    ``lapse_after`` (a list whose registrations last that long) needs a CSV with ``registered_on``:
+    an entry registered on or before ``as_of - lapse_after`` has lapsed and is skipped.
+    """
+
+    def __init__(
+        self,
+        fmt: FileFormat,
+        *,
+        default_region: str = "US",
+        lapse_after: timedelta | None = None,
+        as_of: date | None = None,
+    ) -> None:
+        if lapse_after is not None and fmt is not FileFormat.CSV:
+            raise WrongFormat(
+                f"entries of this list lapse {lapse_after.days} days after registration: import it as "
+                "--format csv with number and registered_on (YYYY-MM-DD) columns"
+            )
         self.format = fmt
         self.default_region = default_region
+        self.lapsed_on_or_before = (as_of or date.today()) - lapse_after if lapse_after else None
         self.line = 0  # lines consumed so far (1-based numbers in rejects)
         self._csv_column: int | None = None
-        self._line_rules: dict[FileFormat, Callable[[bytes], tuple[bytes, bool] | str]] = {
+        self._registered_column: int | None = None
+        self._line_rules: dict[FileFormat, Callable[[bytes], _LineResult]] = {
             FileFormat.US_REGISTRY: self._us_line,
             FileFormat.US_REGISTRY_CHANGES: self._us_change_line,
             FileFormat.TPS: self._tps_line,
@@ -131,8 +160,10 @@ class LineParser:
                 continue
             result = rule(text)
             if isinstance(result, str):
-                if result:  # "" marks a line to skip silently (the CSV header)
-                    out.rejects.append(Reject(self.line, _show(raw), result))
+                out.rejects.append(Reject(self.line, _show(raw), result))
+                continue
+            if isinstance(result, _Skip):
+                out.lapsed += result is _Skip.LAPSED
                 continue
             digits, is_delete = result
             (deleted if is_delete else added).append(digits)
@@ -143,34 +174,37 @@ class LineParser:
         out.count = len(added)
         return out
 
-    def _us_line(self, text: bytes) -> tuple[bytes, bool] | str:
+    def _us_line(self, text: bytes) -> _LineResult:
         if m := _US_FULL_SUB.fullmatch(text):
             return b"1" + m[1] + m[2], False
         return "not a ten-digit US number"
 
-    def _us_change_line(self, text: bytes) -> tuple[bytes, bool] | str:
+    def _us_change_line(self, text: bytes) -> _LineResult:
         if m := _US_CHANGE.fullmatch(text):
             return b"1" + m[1] + m[2], m[3] in b"Dd"
         return "not a change record (area code, number, A or D)"
 
-    def _tps_line(self, text: bytes) -> tuple[bytes, bool] | str:
+    def _tps_line(self, text: bytes) -> _LineResult:
         if m := _TPS_SUB.fullmatch(text):
             return b"44" + m[1], False
         return "not a UK national number (0 and 10 or 11 digits)"
 
-    def _csv_line(self, text: bytes) -> tuple[bytes, bool] | str:
+    def _csv_line(self, text: bytes) -> _LineResult:
         try:
             row = next(csv.reader(io.StringIO(text.decode("utf-8"))))
         except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
             return f"not a CSV row ({exc})"
         if self._csv_column is None:
-            names = [c.strip().lower() for c in row]
-            if "number" not in names:
-                raise WrongFormat(f"expected {EXPECTED[FileFormat.CSV]}; the first row is {_show(text)!r}")
-            self._csv_column = names.index("number")
-            return ""
+            return self._csv_header(row, text)
         if self._csv_column >= len(row):
             return "no number in this row"
+        if self._registered_column is not None and self.lapsed_on_or_before is not None:
+            try:
+                registered = date.fromisoformat(row[self._registered_column].strip())
+            except (IndexError, ValueError):
+                return "registered_on is not a date (YYYY-MM-DD)"
+            if registered <= self.lapsed_on_or_before:
+                return _Skip.LAPSED
         value = row[self._csv_column].strip()
         if m := _E164.fullmatch(value.replace(" ", "")):
             return m[1].encode(), False
@@ -178,6 +212,19 @@ class LineParser:
         if isinstance(parsed, NumberFacts):
             return parsed.e164[1:].encode(), False
         return f"not a phone number ({parsed.reason})"
+
+    def _csv_header(self, row: list[str], text: bytes) -> _LineResult:
+        names = [c.strip().lower() for c in row]
+        if "number" not in names:
+            raise WrongFormat(f"expected {EXPECTED[FileFormat.CSV]}; the first row is {_show(text)!r}")
+        if self.lapsed_on_or_before is not None and "registered_on" not in names:
+            raise WrongFormat(
+                "entries of this list lapse after a set time: the CSV needs a registered_on column "
+                f"(YYYY-MM-DD); the first row is {_show(text)!r}"
+            )
+        self._csv_column = names.index("number")
+        self._registered_column = names.index("registered_on") if "registered_on" in names else None
+        return _Skip.HEADER
 
 
 def check_format(parser: LineParser, first: Parsed, *, sample_lines: int) -> None:

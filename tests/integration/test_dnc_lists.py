@@ -291,3 +291,43 @@ async def test_a_second_import_of_the_same_list_is_refused_while_one_runs(market
                     list_date=TODAY, actor="test",
                 )  # fmt: skip
     await only_this_version_is_left(marketing, live)
+
+
+async def dialguard(db_dsn: str, *args: str) -> tuple[int, str, str]:
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialguard", *args,
+        env={**os.environ, "DIALGUARD_DATABASE_DSN": db_dsn},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await run.communicate()
+    assert run.returncode is not None
+    return run.returncode, out.decode(), err.decode()
+
+
+async def test_the_texas_list_skips_lapsed_registrations_and_binds_texas_numbers(
+    marketing: asyncpg.Pool, db_dsn: str, tmp_path: Path
+) -> None:
+    """The US pack says a Texas registration lasts 3 years: the import reads that, not a flag."""
+    await load(marketing, b"2125550100\n")  # the national list, fresh
+    listed, lapsed = "+15125550100", "+15125550101"  # Austin
+    async with marketing.acquire() as conn:
+        for number in (listed, lapsed):
+            await consent.grant_consent(
+                conn, number=number, kind="express", source="call", purpose=Purpose.MARKETING,
+                granted_at=NOW - timedelta(days=10),
+            )  # fmt: skip
+    tx = tmp_path / "texas.csv"
+    tx.write_text("number,registered_on\n5125550100,2025-03-01\n5125550101,2023-11-21\n", encoding="utf-8")
+    code, out, err = await dialguard(
+        db_dsn, "dnc", "import", str(tx), "--list", "us_tx", "--format", "csv", "--date", "2026-11-22"
+    )
+    assert code == 0, err
+    assert "us_tx: 1 numbers live" in out and "1 lapsed registrations skipped (older than 1095 days)" in out
+    assert (await check(marketing, listed))[0] == "dnc.us_tx"
+    assert (await check(marketing, lapsed))[0] == "ok"
+    # A file without registration dates cannot say what has lapsed: refused, the live version stands.
+    code, _, err = await dialguard(
+        db_dsn, "dnc", "import", str(tx), "--list", "us_tx", "--format", "us-registry"
+    )
+    assert code != 0 and "import refused, nothing changed" in err and "registered_on" in err
+    assert (await check(marketing, listed))[0] == "dnc.us_tx"

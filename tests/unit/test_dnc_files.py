@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -98,3 +100,33 @@ def test_any_cut_into_chunks_gives_the_same_numbers_and_line_numbers(lines: list
     chunks = ["".join(line + "\n" for line in lines[i : i + cut]).encode() for i in range(0, len(lines), cut)]
     assert parse(FileFormat.US_REGISTRY, *chunks) == whole
     assert len(whole[0]) + len(whole[2]) == sum(1 for line in lines if line.strip())
+
+
+def test_lapsed_registrations_are_skipped_and_counted_not_rejected() -> None:
+    # Texas: a registration lasts 3 years. At the list's date 2026-11-23 the cut is 2023-11-24.
+    parser = LineParser(FileFormat.CSV, lapse_after=timedelta(days=1095), as_of=date(2026, 11, 23))
+    out = parser.feed(
+        b"number,registered_on\n"
+        b"+15125550100,2023-11-24\n"  # lapses today: gone
+        b"+15125550101,2023-11-25\n"  # lapses tomorrow: still listed
+        b"+15125550102,2026-01-02\n"
+        b"+15125550103,23/11/2024\n"  # not ISO: broken, not silently kept or dropped
+        b"+15125550104\n"
+    )
+    assert out.added.splitlines() == [b"15125550101", b"15125550102"]
+    assert out.lapsed == 1
+    assert [(r.line, r.why) for r in out.rejects] == [
+        (5, "registered_on is not a date (YYYY-MM-DD)"),
+        (6, "registered_on is not a date (YYYY-MM-DD)"),
+    ]
+
+
+def test_a_lapsing_list_needs_a_csv_with_registration_dates() -> None:
+    three_years = timedelta(days=1095)
+    with pytest.raises(WrongFormat, match="registered_on"):
+        LineParser(FileFormat.US_REGISTRY, lapse_after=three_years)
+    with pytest.raises(WrongFormat, match="needs a registered_on column"):
+        LineParser(FileFormat.CSV, lapse_after=three_years).feed(b"number\n+15125550100\n")
+    # Without a lifetime the column is not needed, and ignored when present.
+    plain = LineParser(FileFormat.CSV).feed(b"number,registered_on\n+15125550100,1999-01-01\n")
+    assert (plain.added, plain.lapsed) == (b"15125550100\n", 0)

@@ -185,6 +185,11 @@ def write_packs(tmp_path: Path, extra: str, name: str = "XX.toml") -> Path:
         (XX + '[[dnc]]\nlist = "US National"\nsource = "s"\n', "dnc[0].list", "list name"),
         (XX + '[[dnc]]\nlist = "x"\nmax_age_days = 0\nsource = "s"\n', "dnc[0].max_age_days", "≥ 1"),
         (
+            XX + '[[dnc]]\nlist = "x"\nentry_lifetime_days = "3y"\nsource = "s"\n',
+            "dnc[0].entry_lifetime_days",
+            "≥ 1",
+        ),
+        (
             XX + '[[dnc]]\nlist = "x"\nexempt_kinds = ["hug"]\nsource = "s"\n',
             "dnc[0].exempt_kinds",
             "consent kinds",

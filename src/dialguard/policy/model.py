@@ -230,6 +230,7 @@ class ListRule:
     max_age_days: int | None = None  # stale from this age of the data on
     purposes: frozenset[Purpose] = frozenset()  # empty: every purpose
     exempt_kinds: frozenset[str] = frozenset()  # consent kinds that may call a listed number anyway
+    entry_lifetime_days: int | None = None  # a registration lapses after this long (Texas: 3 years)
 
 
 @dataclass(frozen=True, slots=True)

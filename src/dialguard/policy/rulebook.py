@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from dialguard.numbers import NumberFacts, zones_for_subdivision
 from dialguard.policy.model import EffectiveRules, RuleLayer
@@ -32,6 +33,16 @@ class RuleBook:
     def country_layer(self, region: str) -> RuleLayer:
         region = self.region_aliases.get(region, region)
         return self.countries.get(region, self.default)
+
+    def entry_lifetime(self, list_name: str) -> timedelta | None:
+        """How long a registration on the list lasts, if a pack says (an override first): imports skip
+        lapsed entries."""
+        layers = [*self.overrides, *self.countries.values(), *self.subdivisions.values(), self.default]
+        days = next(
+            (r.entry_lifetime_days for layer in layers for r in layer.dnc_lists if r.list_name == list_name),
+            None,
+        )
+        return timedelta(days=days) if days else None
 
     def rules_for(self, number: NumberFacts, *, lead_subdivision: str | None = None) -> EffectiveRules:
         national = self.country_layer(number.region)

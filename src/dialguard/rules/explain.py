@@ -59,6 +59,8 @@ def layer_lines(layer: RuleLayer) -> list[str]:
         scope = ", ".join(sorted(listed.purposes)) or "every purpose"
         need = "required" if listed.required else "checked when loaded"
         age = f", no older than {listed.max_age_days} days" if listed.max_age_days else ""
+        if listed.entry_lifetime_days:
+            age += f", registrations lapse after {listed.entry_lifetime_days} days"
         exempt = f"; exempt: {', '.join(sorted(listed.exempt_kinds))}" if listed.exempt_kinds else ""
         lines.append(
             f"  do-not-call list {listed.list_name} ({scope}): {need}{age}{exempt} {_source(listed.source)}"

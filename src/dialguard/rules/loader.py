@@ -31,6 +31,7 @@ A pack::
     max_age_days = 31                   # stale from this age of the publisher's data on
     purposes = ["marketing"]
     exempt_kinds = ["written_agreement"]   # consent kinds that may still call a listed number
+    entry_lifetime_days = 1095          # registrations lapse (Texas); imports then need registered_on
     source = "..."
 
     [presume]                           # zones to assume when the number gives none, or when
@@ -85,7 +86,14 @@ HOURS_KEYS |= SOURCE_KEYS
 CONSENT_KEYS = {"required", "kinds"} | SOURCE_KEYS
 CAP_KEYS = {"max_calls", "period_hours", "period_days", "purposes", "per_campaign"} | SOURCE_KEYS
 PRESUME_KEYS = {"zones", "reason"}
-DNC_KEYS = {"list", "required", "max_age_days", "purposes", "exempt_kinds"} | SOURCE_KEYS
+DNC_KEYS = {
+    "list",
+    "required",
+    "max_age_days",
+    "entry_lifetime_days",
+    "purposes",
+    "exempt_kinds",
+} | SOURCE_KEYS
 LIST_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PACK_KEYS = {"country", "name", "aliases", "members"}
 CONSENT_KINDS = {"express", "express_written", "written_agreement", "ebr_purchase", "ebr_inquiry", "verbal"}
@@ -256,9 +264,10 @@ class _Builder:
             required = t.get("required", True)
             if not isinstance(required, bool):
                 raise self.fail(f"{k}.required", "must be true or false")
-            age = t.get("max_age_days")
-            if age is not None and (not isinstance(age, int) or isinstance(age, bool) or age < 1):
-                raise self.fail(f"{k}.max_age_days", "must be a whole number of days ≥ 1")
+            age, lifetime = t.get("max_age_days"), t.get("entry_lifetime_days")
+            for days, days_key in ((age, "max_age_days"), (lifetime, "entry_lifetime_days")):
+                if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+                    raise self.fail(f"{k}.{days_key}", "must be a whole number of days ≥ 1")
             purposes = t.get("purposes", [])
             kinds = t.get("exempt_kinds", [])
             if not isinstance(purposes, list):
@@ -273,6 +282,7 @@ class _Builder:
                     max_age_days=age,
                     purposes=frozenset(self.purpose(p, f"{k}.purposes") for p in purposes),
                     exempt_kinds=frozenset(kinds),
+                    entry_lifetime_days=lifetime,
                 )
             )
         return tuple(out)

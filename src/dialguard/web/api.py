@@ -323,16 +323,18 @@ async def post_dnc_import(request: web.Request) -> web.Response:
 
     fmt, name = FileFormat(str(query["format"])), str(query["list"])
     region = request.app[REGION_KEY]
+    lapse_after = request.app[GATE_KEY].rulebook.entry_lifetime(name)
     try:
         async with request.app[POOL_KEY].acquire() as conn:
             if dnc.is_entry_list(name):
                 report = await registry.import_entries(
-                    conn, chunks(), list_name=name, fmt=fmt, actor=caller(request), default_region=region
-                )
+                    conn, chunks(), list_name=name, fmt=fmt, actor=caller(request), default_region=region,
+                    lapse_after=lapse_after,
+                )  # fmt: skip
             else:
                 report = await registry.import_registry(
                     conn, chunks(), registry=name, fmt=fmt, list_date=list_date, actor=caller(request),
-                    default_region=region,
+                    default_region=region, lapse_after=lapse_after,
                 )  # fmt: skip
     except WrongFormat as exc:
         raise ApiError(422, "wrong_format", str(exc)) from None
