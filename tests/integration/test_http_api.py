@@ -257,6 +257,25 @@ async def test_import_over_http_and_a_wrong_format_or_a_truncated_upload_changes
         assert await conn.fetchval("SELECT count(*) FROM dnc_registry_numbers") == 2
 
 
+async def test_an_import_of_a_lapsing_list_over_http_reads_its_lifetime_from_the_packs(
+    api: tuple[Client, dict[str, str]],
+) -> None:
+    client, tokens = api
+    admin = bearer(tokens["admin"])
+    url = "/v1/dnc/imports?list=us_tx&format=csv&date=2026-11-22"
+    undated = await client.post(url, data=b"number\n5125550100\n", headers=admin)
+    assert undated.status == 422
+    assert "registered_on" in (await error_of(undated))["message"]
+    dated = b"number,registered_on\n5125550100,2025-03-01\n5125550101,2023-11-21\n"
+    done = await client.post(url, data=dated, headers=admin)
+    assert done.status == 201, await done.text()
+    assert {k: (await done.json())[k] for k in ("rows", "lapsed", "rejected")} == {
+        "rows": 1,
+        "lapsed": 1,
+        "rejected": 0,
+    }
+
+
 async def test_scrub_over_http_streams_a_line_a_row_then_the_summary(
     api: tuple[Client, dict[str, str]],
 ) -> None:
