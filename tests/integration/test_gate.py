@@ -13,7 +13,7 @@ import pytest
 from dialguard.clock import fixed_clock
 from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Purpose, Verdict
-from dialguard.store import campaigns, consent, dnc
+from dialguard.store import campaigns, consent, decisions, dnc
 from dialguard.store.db import create_pool
 from dialguard.store.decisions import seal, verify
 from tests.fakes.proxy import CuttableProxy
@@ -160,7 +160,11 @@ async def test_database_gone_blocks_fail_closed_then_recovers(
     assert back.verdict is Verdict.ALLOW
 
 
-async def test_decision_log_is_sealed_and_tampering_is_found(pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("batch", [2, 10_000])  # 2: the sealer's stream crosses fetch batches
+async def test_decision_log_is_sealed_and_tampering_is_found(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr(decisions, "_RANGE_BATCH", batch)
     gate = make_gate(pool)
     results = [await gate.check(CheckRequest(PL_MOBILE)) for _ in range(3)]
     async with pool.acquire() as conn:

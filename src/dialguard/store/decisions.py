@@ -91,18 +91,24 @@ async def insert_decision(
     )
 
 
-def _range_digest(prev: bytes | None, rows: list[Any]) -> bytes:
-    h = hashlib.sha256(prev or b"")
-    for r in rows:
-        h.update(r["id"].to_bytes(8, "big"))
-        h.update(bytes(r["row_hash"]))
-    return h.digest()
-
-
 BACKLOG_TIMEOUT = 600.0
+_RANGE_BATCH = 10_000  # rows fetched at a time: a backlog of millions is never held in memory
 
 _RANGE_SQL = """SELECT id, row_hash FROM decisions
                  WHERE inserted_at >= $1 AND inserted_at < $2 ORDER BY inserted_at, id"""
+
+
+async def _range_digest(
+    conn: Connection, prev: bytes | None, from_at: datetime, to_at: datetime
+) -> tuple[int, bytes]:
+    """The rows of [from_at, to_at) and their chained digest, streamed (inside a transaction)."""
+    h = hashlib.sha256(prev or b"")
+    count = 0
+    async for r in conn.cursor(_RANGE_SQL, from_at, to_at, prefetch=_RANGE_BATCH, timeout=BACKLOG_TIMEOUT):
+        h.update(r["id"].to_bytes(8, "big"))
+        h.update(bytes(r["row_hash"]))
+        count += 1
+    return count, h.digest()
 
 
 async def seal(conn: Connection) -> int | None:
@@ -126,20 +132,20 @@ async def seal(conn: Connection) -> int | None:
         if to_at <= from_at:
             return 0
         # A backlog (no serve running to seal every few seconds) can be large: not bound by a call's timeout.
-        rows = await conn.fetch(_RANGE_SQL, from_at, to_at, timeout=BACKLOG_TIMEOUT)
-        if not rows:
-            return 0
         prev = bytes(last["digest"]) if last else None
+        count, digest = await _range_digest(conn, prev, from_at, to_at)
+        if not count:
+            return 0
         await conn.execute(
             """INSERT INTO decision_checkpoints (from_at, to_at, row_count, digest, prev_digest)
                VALUES ($1, $2, $3, $4, $5)""",
             from_at,
             to_at,
-            len(rows),
-            _range_digest(prev, rows),
+            count,
+            digest,
             prev,
         )
-        return len(rows)
+        return count
 
 
 @dataclass
@@ -160,7 +166,9 @@ async def verify(conn: Connection) -> VerifyReport:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         async for row in conn.cursor(
             """SELECT id, call_id, number, campaign, verdict, reason, body, rules_version, decided_at,
-                      recorded, writer, row_hash FROM decisions ORDER BY id"""
+                      recorded, writer, row_hash FROM decisions ORDER BY id""",
+            prefetch=_RANGE_BATCH,
+            timeout=BACKLOG_TIMEOUT,
         ):
             if row_hash(row) != bytes(row["row_hash"]):
                 report.problems.append(f"decision {row['id']} (call {row['call_id']}) was altered")
@@ -172,13 +180,13 @@ async def verify(conn: Connection) -> VerifyReport:
                 last_to is not None and cp["from_at"] != last_to
             ):
                 report.problems.append(f"checkpoint {cp['id']} does not follow the one before it")
-            rows = await conn.fetch(_RANGE_SQL, cp["from_at"], cp["to_at"])
-            if len(rows) != cp["row_count"] or _range_digest(prev, rows) != bytes(cp["digest"]):
+            count, digest = await _range_digest(conn, prev, cp["from_at"], cp["to_at"])
+            if count != cp["row_count"] or digest != bytes(cp["digest"]):
                 report.problems.append(
                     f"checkpoint {cp['id']} ({cp['from_at']:%Y-%m-%d %H:%M:%S} to {cp['to_at']:%H:%M:%S}): "
-                    f"{cp['row_count']} rows were sealed, {len(rows)} are there now, or their content changed"
+                    f"{cp['row_count']} rows were sealed, {count} are there now, or their content changed"
                 )
-            report.sealed_rows += len(rows)
+            report.sealed_rows += count
             prev = bytes(cp["digest"])
             last_to = cp["to_at"]
         report.unsealed_rows = await conn.fetchval(
