@@ -23,8 +23,8 @@ from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import create_pool, resolve_dsn
-from dialguard.store.decisions import seal
 from dialguard.store.migrate import migrate
+from dialguard.store.sealing import seal
 from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
 
@@ -59,14 +59,14 @@ def build_gate(
 
 
 async def seal_forever(pool: asyncpg.Pool, every: float = SEAL_EVERY) -> None:
-    """Checkpoint the decision log in the background; a database outage only delays it."""
+    """Checkpoint the decision and call-event logs in the background; a database outage only delays it."""
     while True:
         await asyncio.sleep(every)
         try:
             async with pool.acquire() as conn:
                 await seal(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning("could not seal the decision log now (will retry): %s", exc)
+            log.warning("could not seal the evidence logs now (will retry): %s", exc)
 
 
 async def serve(

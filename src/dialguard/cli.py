@@ -33,8 +33,8 @@ from dialguard.store import campaigns as campaign_store
 from dialguard.store import consent as consent_store
 from dialguard.store import dnc as dnc_store
 from dialguard.store.db import DatabaseError, create_pool, resolve_dsn
-from dialguard.store.decisions import seal, verify
 from dialguard.store.migrate import MigrationError, migrate
+from dialguard.store.sealing import seal, verify
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCK = 0, 1, 2, 10
 PURPOSES = [str(p) for p in Purpose]
@@ -494,15 +494,16 @@ async def cmd_journal_status(settings: Settings, args: argparse.Namespace) -> in
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     async with database(settings) as pool, pool.acquire() as conn:
-        sealed = await seal(conn)
+        sealed = await seal(conn) or {}
         report = await verify(conn)
-    print(
-        f"sealed now: {sealed or 0} decisions; checkpoints: {report.checkpoints}; "
-        f"sealed decisions: {report.sealed_rows}; not yet sealed: {report.unsealed_rows}"
-    )
+    for table, counts in report.logs.items():
+        print(
+            f"{table}: sealed now {sealed.get(table, 0)}; checkpoints {counts.checkpoints}; "
+            f"sealed rows {counts.sealed_rows}; not yet sealed {counts.unsealed_rows}"
+        )
     for problem in report.problems:
         print(f"  TAMPERED: {problem}")
-    print("decision log intact" if report.ok else "decision log has been altered")
+    print("evidence logs intact" if report.ok else "evidence logs have been altered")
     return EXIT_OK if report.ok else EXIT_ERROR
 
 
@@ -739,7 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
     js = add(jrs, "status", cmd_journal_status, "show the opt-outs that wait for the database")
     js.add_argument("--replay", action="store_true", help="store them now (serve does this by itself)")
 
-    add(sub, "verify", cmd_verify, "seal pending decisions and verify the tamper-evident decision log")
+    add(
+        sub,
+        "verify",
+        cmd_verify,
+        "seal pending rows and verify the tamper-evident logs of decisions and call events",
+    )
     return p
 
 

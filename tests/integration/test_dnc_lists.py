@@ -21,6 +21,7 @@ from dialguard.rules.loader import load_rulebook
 from dialguard.store import campaigns, consent, dnc
 from dialguard.store.db import create_pool
 from dialguard.store.registry import ImportRefused, import_registry, registry_status
+from tests.cli import dialguard
 from tests.fakes.waiting import server_reports
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 11:00 in New York, a Monday
@@ -291,17 +292,6 @@ async def test_a_second_import_of_the_same_list_is_refused_while_one_runs(market
                     list_date=TODAY, actor="test",
                 )  # fmt: skip
     await only_this_version_is_left(marketing, live)
-
-
-async def dialguard(db_dsn: str, *args: str) -> tuple[int, str, str]:
-    run = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialguard", *args,
-        env={**os.environ, "DIALGUARD_DATABASE_DSN": db_dsn},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await run.communicate()
-    assert run.returncode is not None
-    return run.returncode, out.decode(), err.decode()
 
 
 async def test_the_texas_list_skips_lapsed_registrations_and_binds_texas_numbers(

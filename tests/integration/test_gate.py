@@ -13,9 +13,10 @@ import pytest
 from dialguard.clock import fixed_clock
 from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Purpose, Verdict
-from dialguard.store import campaigns, consent, decisions, dnc
+from dialguard.store import campaigns, consent, dnc, sealing
 from dialguard.store.db import create_pool
-from dialguard.store.decisions import seal, verify
+from dialguard.store.sealing import seal, verify
+from tests.cli import dialguard
 from tests.fakes.proxy import CuttableProxy
 from tests.fakes.rules import simple_rulebook
 
@@ -164,7 +165,7 @@ async def test_database_gone_blocks_fail_closed_then_recovers(
 async def test_decision_log_is_sealed_and_tampering_is_found(
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
-    monkeypatch.setattr(decisions, "_RANGE_BATCH", batch)
+    monkeypatch.setattr(sealing, "RANGE_BATCH", batch)
     gate = make_gate(pool)
     results = [await gate.check(CheckRequest(PL_MOBILE)) for _ in range(3)]
     async with pool.acquire() as conn:
@@ -172,9 +173,9 @@ async def test_decision_log_is_sealed_and_tampering_is_found(
         await conn.execute("ALTER TABLE decisions DISABLE TRIGGER decisions_append_only")
         await conn.execute("UPDATE decisions SET inserted_at = inserted_at - interval '1 minute'")
         await conn.execute("ALTER TABLE decisions ENABLE TRIGGER decisions_append_only")
-        assert await seal(conn) == 3
+        assert await seal(conn) == {"decisions": 3, "call_events": 0}
         report = await verify(conn)
-        assert report.ok and report.sealed_rows == 3 and report.checkpoints == 1
+        assert report.ok and report.logs["decisions"] == sealing.LogReport(checkpoints=1, sealed_rows=3)
         # The append-only trigger refuses ordinary edits ...
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("UPDATE decisions SET verdict = 'ALLOW'")
@@ -187,6 +188,22 @@ async def test_decision_log_is_sealed_and_tampering_is_found(
     assert not report.ok
     assert any("altered" in p for p in report.problems)
     assert any("checkpoint 1" in p for p in report.problems)
+
+
+async def test_verify_from_the_command_line_exits_1_and_names_an_altered_row(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    result = await make_gate(pool).check(CheckRequest(PL_MOBILE))
+    code, out, _ = await dialguard(db_dsn, "verify")
+    assert code == 0 and "evidence logs intact" in out
+    assert "decisions: sealed now 0;" in out  # too fresh to seal: a transaction may still be writing
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE decisions DISABLE TRIGGER decisions_append_only")
+        row = await conn.fetchval("UPDATE decisions SET verdict = 'ALLOW', reason = 'ok' RETURNING id")
+        await conn.execute("ALTER TABLE decisions ENABLE TRIGGER decisions_append_only")
+    code, out, _ = await dialguard(db_dsn, "verify")
+    assert code == 1
+    assert f"TAMPERED: decision {row} (call {result.call_id}) was altered" in out
 
 
 async def test_call_ids_are_unique_uuids(pool: asyncpg.Pool) -> None:

@@ -24,6 +24,7 @@ from dialguard.rules.loader import load_rulebook
 from dialguard.store import campaigns, consent
 from dialguard.store.calls import events_of
 from dialguard.store.db import create_pool
+from dialguard.store.sealing import seal, verify
 from tests.fakes.asterisk_agi import Channel, FakeAsterisk
 from tests.fakes.proxy import CuttableProxy
 
@@ -341,3 +342,34 @@ async def test_with_the_database_away_at_answer_the_dialplans_number_still_takes
         await proxy.close()
     assert await journal.replay(pool) == 1
     assert await next_check(pool, NEW_YORK) == "dnc.internal"
+
+
+async def test_call_events_are_sealed_and_an_altered_or_removed_one_is_found(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    """The evidence of an opt-out (DESIGN: call events are tamper-evident like decisions)."""
+    asterisk, _ = gateway
+    call_id = await decided(pool, NEW_YORK)
+    await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"]))
+    async with pool.acquire() as conn:
+        for table in ("decisions", "call_events"):  # back-dated: settled, so they can be sealed now
+            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only")
+            await conn.execute(f"UPDATE {table} SET inserted_at = inserted_at - interval '1 minute'")
+            await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER {table}_append_only")
+        sealed = await seal(conn)
+        assert sealed is not None and sealed["call_events"] == len(await kinds(pool, call_id)) >= 3
+        assert (await verify(conn)).ok
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("DELETE FROM call_events")
+        # An owner who bypasses the trigger: the key pressed is rewritten, the stored opt-out removed.
+        await conn.execute("ALTER TABLE call_events DISABLE TRIGGER call_events_append_only")
+        optout = await conn.fetchval("SELECT id FROM call_events WHERE kind = 'optout'")
+        await conn.execute(
+            'UPDATE call_events SET detail = detail || \'{"digit": "1"}\' WHERE id = $1', optout
+        )
+        await conn.execute("DELETE FROM call_events WHERE kind = 'optout.stored'")
+        await conn.execute("ALTER TABLE call_events ENABLE TRIGGER call_events_append_only")
+        report = await verify(conn)
+    assert f"call event {optout} (call {call_id}) was altered" in report.problems
+    assert any(p.startswith("call event checkpoint 1") for p in report.problems)
+    assert not any(p.startswith("decision") for p in report.problems)  # the decisions log is intact

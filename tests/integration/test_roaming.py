@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +21,7 @@ from dialguard.hlr.service import RoamingService
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
 from dialguard.store import campaigns, consent, dnc
+from tests.cli import dialguard
 from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
 
 NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # 12:00 in Warsaw, a Monday
@@ -258,26 +257,13 @@ async def test_prefetch_asks_concurrently_up_to_the_limit_and_fills_the_cache(
 async def test_hlr_lookup_from_the_command_line_with_a_file_provider(db_dsn: str, tmp_path: Path) -> None:
     answers = tmp_path / "hlr.csv"
     answers.write_text("number,status,visited_country\n+48601234567,abroad,ES\n", encoding="utf-8")
-    env = {
-        **os.environ,
-        "DIALGUARD_DATABASE_DSN": db_dsn,
-        "DIALGUARD_HLR_PROVIDER": "file",
-        "DIALGUARD_HLR_FILE": str(answers),
-    }
-    run = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialguard", "hlr", "lookup", "+48 601 234 567", "--no-cache",
-        env=env, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await run.communicate()
-    assert run.returncode == 0
+    settings = {"hlr_provider": "file", "hlr_file": str(answers)}
+    code, out, err = await dialguard(db_dsn, "hlr", "lookup", "+48 601 234 567", "--no-cache", **settings)
+    assert code == 0, err
     shown = json.loads(out)
     assert (shown["status"], shown["visited_country"], shown["provider"]) == ("abroad", "ES", "file")
-    missing = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialguard", "hlr", "lookup", "+48 601 234 568", "--no-cache",
-        env=env, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await missing.communicate()
-    assert (missing.returncode, json.loads(out)["cause"]) == (1, "not_found")
+    code, out, _ = await dialguard(db_dsn, "hlr", "lookup", "+48 601 234 568", "--no-cache", **settings)
+    assert (code, json.loads(out)["cause"]) == (1, "not_found")
 
 
 async def test_an_opt_out_that_arrives_while_the_vendor_answers_still_blocks(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import os
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +16,7 @@ from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
 from dialguard.scrub import OUT_COLUMNS, Scrubber, ScrubError
 from dialguard.store import campaigns, consent, dnc
+from tests.cli import dialguard
 from tests.fakes.proxy import CuttableProxy
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 11:00 in New York, 08:00 in Los Angeles
@@ -99,28 +97,22 @@ async def test_scrub_from_the_command_line(notices: asyncpg.Pool, db_dsn: str, t
         )
     leads = tmp_path / "leads.csv"
     leads.write_text('number,note\n+48 601 234 567,"two\nlines"\n+1 212 555 0199,x\n', encoding="utf-8")
-    env = {**os.environ, "DIALGUARD_DATABASE_DSN": db_dsn, "DIALGUARD_NUMBERS_DEFAULT_REGION": "US"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialguard", "scrub", str(leads), "-o", str(tmp_path / "out.csv"),
-        "--campaign", "notices", "--at", "2026-11-23T12:00:00+01:00",
-        env=env, stderr=asyncio.subprocess.PIPE,
+    at = "2026-11-23T12:00:00+01:00"
+    code, _, err = await dialguard(
+        db_dsn, "scrub", str(leads), "-o", str(tmp_path / "out.csv"), "--campaign", "notices", "--at", at,
+        numbers_default_region="US",
     )  # fmt: skip
-    _, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err
     with (tmp_path / "out.csv").open(newline="", encoding="utf-8") as f:
         out = list(csv.reader(f))
     assert [row[2:4] for row in out[1:]] == [["ALLOW", "ok"], ["BLOCK", "dnc.internal"]]
     assert out[1][1] == "two\nlines"  # a quoted newline stays one field
-    assert "2 rows: 1 allowed, 1 blocked" in err.decode()
+    assert "2 rows: 1 allowed, 1 blocked" in err
 
     leads.write_text("name\nAnn\n", encoding="utf-8")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialguard", "scrub", str(leads), "--campaign", "notices",
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await proc.communicate()
-    assert proc.returncode == 2
-    assert "no number column" in err.decode()
+    code, _, err = await dialguard(db_dsn, "scrub", str(leads), "--campaign", "notices")
+    assert code == 2
+    assert "no number column" in err
 
 
 async def test_the_batched_look_ahead_agrees_with_single_checks(notices: asyncpg.Pool) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dialguard.store.consent import revoke_consent
 from dialguard.store.db import Connection
 from dialguard.store.dnc import INTERNAL, add_dnc
+from dialguard.store.sealing import event_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,18 @@ async def call_by_id(conn: Connection, call_id: uuid.UUID) -> CallRecord | None:
 
 
 async def record_event(
-    conn: Connection, call_id: uuid.UUID, kind: str, detail: dict[str, Any] | None = None
+    conn: Connection,
+    call_id: uuid.UUID,
+    kind: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    at: datetime | None = None,
 ) -> None:
+    event = {"call_id": call_id, "at": at or datetime.now(UTC), "kind": kind, "detail": detail or {}}
     await conn.execute(
-        "INSERT INTO call_events (call_id, kind, detail) VALUES ($1, $2, $3)", call_id, kind, detail or {}
+        "INSERT INTO call_events (call_id, at, kind, detail, row_hash) VALUES ($1, $2, $3, $4, $5)",
+        *event.values(),
+        event_hash(event),
     )
 
 
