@@ -38,13 +38,14 @@ BULK_TIMEOUT = 6 * 3600.0
 async def _bulk_transaction(conn: Connection) -> AsyncIterator[None]:
     """conn.transaction(), but asyncpg would give its COMMIT the pool's per-command timeout."""
     await conn.execute("BEGIN", timeout=BULK_TIMEOUT)
+    committed = False
     try:
         yield
-    except BaseException:
-        if not conn.is_closed():
+        await conn.execute("COMMIT", timeout=BULK_TIMEOUT)
+        committed = True
+    finally:  # refused, failed or cancelled: nothing of it stays
+        if not committed and not conn.is_closed():
             await conn.execute("ROLLBACK", timeout=BULK_TIMEOUT)
-        raise
-    await conn.execute("COMMIT", timeout=BULK_TIMEOUT)
 
 
 class ImportRefused(Exception):
