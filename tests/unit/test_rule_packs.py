@@ -10,6 +10,7 @@ import pytest
 
 from dialguard.numbers import NumberFacts, parse_number
 from dialguard.policy.hours import allowed_at, check_hours, next_allowed
+from dialguard.policy.model import Purpose, TimeWindow
 from dialguard.rules.loader import PackError, default_pack_dir, load_rulebook
 
 RULES = load_rulebook()
@@ -215,3 +216,71 @@ def test_overrides_change_the_layer_and_the_version() -> None:
 def test_an_override_of_no_layer_is_refused() -> None:
     with pytest.raises(PackError, match=r"rules\.overrides\.US-ZZ"):
         load_rulebook({"US-ZZ": {"hours": {"source": "x", "all": ["08:00-20:00"]}}})
+
+
+# What RULES.md names, jurisdiction by jurisdiction: each must be in the shipped packs (issue 3, "Done when").
+SUNDAY = 6
+US_STATE_HOURS = {  # subdivision: (weekday window, Sunday window or None for no Sunday calls)
+    "US-FL": ("08:00-20:00", "08:00-20:00"),  # 8:00-20:00
+    "US-OK": ("08:00-20:00", "08:00-20:00"),
+    "US-MD": ("08:00-20:00", "08:00-20:00"),
+    "US-TX": ("08:00-21:00", "12:00-21:00"),  # Sunday 12:00-21:00
+    "US-KY": ("10:00-21:00", "10:00-21:00"),  # from 10:00
+    "US-PA": ("08:00-21:00", None),  # the Sunday ban reported from 2026-10-18: the stricter reading
+    "US-AL": ("08:00-21:00", None),  # no Sunday calls
+    "US-LA": ("08:00-20:00", None),
+    "US-MS": ("08:00-20:00", None),
+}
+HOLIDAY_BANS = ("US-AL", "US-LA", "US-NE", "US-PA", "US-RI", "US-UT")
+ALL_PARTY_RECORDING = ("CA", "CT", "FL", "IL", "MD", "MA", "MT", "NH", "PA", "WA")
+EU_MEMBERS = {
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
+    "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+}  # fmt: skip
+
+
+def labels(windows: tuple[TimeWindow, ...]) -> str | None:
+    return " ".join(w.label() for w in windows) or None
+
+
+@pytest.mark.parametrize(("key", "hours"), sorted(US_STATE_HOURS.items()))
+def test_every_state_window_in_rules_md_is_in_the_us_pack(key: str, hours: tuple[str, str | None]) -> None:
+    layer = RULES.subdivisions[key]
+    assert layer.calling_hours is not None
+    weekdays = layer.calling_hours.weekdays
+    assert (labels(weekdays[0]), labels(weekdays.get(SUNDAY, ()))) == hours
+
+
+def test_every_state_cap_consent_list_and_holiday_rule_in_rules_md_is_in_the_us_pack() -> None:
+    us = RULES.countries["US"]
+    assert [(c.max_calls, c.period.days, c.per_campaign) for c in us.frequency_caps] == [
+        (7, 7, True)
+    ]  # Reg F
+    assert [(d.list_name, d.max_age_days) for d in us.dnc_lists] == [("us_national", 31)]
+    for key in ("US-FL", "US-OK", "US-MD"):  # 3 / 24 h; prior express written consent for automated calls
+        layer = RULES.subdivisions[key]
+        assert [(c.max_calls, c.period.days) for c in layer.frequency_caps] == [(3, 1)]
+        assert layer.consent[Purpose.MARKETING].kinds == {"express_written"}
+    assert [(d.list_name, d.entry_lifetime_days) for d in RULES.subdivisions["US-TX"].dnc_lists] == [
+        ("us_tx", 1095)
+    ]
+    for key in HOLIDAY_BANS:
+        hours = RULES.subdivisions[key].calling_hours
+        assert hours is not None and hours.holidays == () and hours.holiday_country == "US", key
+    assert {k for k, layer in RULES.subdivisions.items() if layer.all_party_consent} == {
+        f"US-{s}" for s in ALL_PARTY_RECORDING
+    }
+
+
+def test_every_country_in_rules_md_has_its_pack() -> None:
+    gb, pl, ru = (RULES.countries[c] for c in ("GB", "PL", "RU"))
+    assert [(d.list_name, d.max_age_days) for d in gb.dnc_lists] == [("uk_tps", 28), ("uk_ctps", None)]
+    assert {alias: RULES.region_aliases[alias] for alias in ("GG", "JE", "IM")} == dict.fromkeys(
+        ("GG", "JE", "IM"), "GB"
+    )
+    assert pl.consent[Purpose.MARKETING].required and pl.roaming is not None
+    assert Purpose.MARKETING in pl.roaming.required_for
+    assert ru.consent[Purpose.MARKETING].required
+    assert "CN" in RULES.countries
+    assert EU_MEMBERS.issubset(RULES.countries)  # the EU default, or a member's own pack
+    assert RULES.default.calling_hours is not None  # every other country: the conservative default
