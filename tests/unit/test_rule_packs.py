@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import holidays
 import pytest
 
 from dialguard.numbers import NumberFacts, parse_number
-from dialguard.policy.hours import allowed_at, check_hours, next_allowed
+from dialguard.policy.hours import allowed_at, check_hours, easter, next_allowed
 from dialguard.policy.model import Purpose, TimeWindow
 from dialguard.rules.loader import PackError, default_pack_dir, load_rulebook
 
@@ -52,6 +53,11 @@ def at(text: str, zone: str) -> datetime:
         # Louisiana: no calls on a state holiday (Thanksgiving 2026-11-26, New Orleans 504).
         ("+15045550100", "2026-11-26 12:00", "America/Chicago", False),
         ("+15045550100", "2026-11-25 12:00", "America/Chicago", True),
+        # Ala. Code 8-19C-5: Mardi Gras (2027-02-09) in Mobile (251); the stricter reading, statewide (205).
+        ("+12515550100", "2027-02-09 12:00", "America/Chicago", False),
+        ("+12055550100", "2027-02-09 12:00", "America/Chicago", False),
+        ("+12515550100", "2027-02-08 20:59", "America/Chicago", True),
+        ("+12515550100", "2027-02-10 08:00", "America/Chicago", True),
         # DST in the US: 2026-03-08 02:00 -> 03:00. 8:00 local exists on both sides.
         ("+12125550100", "2026-03-08 07:59", "America/New_York", False),
         ("+12125550100", "2026-03-08 08:00", "America/New_York", True),
@@ -169,6 +175,12 @@ def write_packs(tmp_path: Path, extra: str, name: str = "XX.toml") -> Path:
     ("pack", "key", "why"),
     [
         (XX + '[hours\n', "(syntax)", ""),
+        (
+            XX + '[hours]\nsource = "s"\nall = ["08:00-21:00"]\nholidays = []\n'
+            'moving_holidays = ["easter_egg"]\n',
+            "hours.moving_holidays",
+            "mardi_gras",
+        ),
         (XX + '[hours]\nsource = "s"\nall = ["08:00-21:00"]\nlunch = []\n', "hours.lunch", "unknown key"),
         (XX + '[hours]\nsource = "s"\nall = ["21:00-08:00"]\n', "hours.all", "ends before it starts"),
         (XX + '[hours]\nsource = "s"\nall = ["8-21"]\n', "hours.all", "HH:MM-HH:MM"),
@@ -267,6 +279,8 @@ def test_every_state_cap_consent_list_and_holiday_rule_in_rules_md_is_in_the_us_
     for key in HOLIDAY_BANS:
         hours = RULES.subdivisions[key].calling_hours
         assert hours is not None and hours.holidays == () and hours.holiday_country == "US", key
+    alabama = RULES.subdivisions["US-AL"].calling_hours  # Mardi Gras in Mobile and Baldwin counties
+    assert alabama is not None and alabama.moving_holidays == {"mardi_gras"}
     assert {k for k, layer in RULES.subdivisions.items() if layer.all_party_consent} == {
         f"US-{s}" for s in ALL_PARTY_RECORDING
     }
@@ -284,3 +298,10 @@ def test_every_country_in_rules_md_has_its_pack() -> None:
     assert "CN" in RULES.countries
     assert EU_MEMBERS.issubset(RULES.countries)  # the EU default, or a member's own pack
     assert RULES.default.calling_hours is not None  # every other country: the conservative default
+
+
+def test_easter_and_mardi_gras_agree_with_the_holidays_package_for_a_century() -> None:
+    for year in range(2000, 2100):
+        louisiana = holidays.country_holidays("US", subdiv="LA", years=year)
+        mardi_gras = next(day for day, name in louisiana.items() if name == "Mardi Gras")
+        assert easter(year) - timedelta(days=47) == mardi_gras, year

@@ -35,9 +35,34 @@ def _calendar(country: str, subdivision: str | None, year: int) -> Mapping[date,
     return MappingProxyType({day: str(name) for day, name in cal.items()})
 
 
+def easter(year: int) -> date:
+    """Western Easter Sunday (the anonymous Gregorian algorithm, Meeus/Jones/Butcher)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    ell = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * ell) // 451
+    month, day = divmod(h + ell - 7 * m + 114, 31)
+    return date(year, month, day + 1)
+
+
+# Holidays that move with Easter, which a pack may add to a layer by name ("moving_holidays").
+MOVING_HOLIDAYS = {"mardi_gras": ("Mardi Gras", -47)}  # name: (label, days from Easter)
+
+
+@lru_cache(maxsize=256)
+def _moving(name: str, year: int) -> date:
+    return easter(year) + timedelta(days=MOVING_HOLIDAYS[name][1])
+
+
 def holiday_name(hours: CallingHours, day: date) -> str | None:
     if day in hours.extra_holidays:
         return "listed in rule pack"
+    for name in hours.moving_holidays:
+        if _moving(name, day.year) == day:
+            return MOVING_HOLIDAYS[name][0]
     if hours.holiday_country is None:
         return None
     return _calendar(hours.holiday_country, hours.holiday_subdivision, day.year).get(day)

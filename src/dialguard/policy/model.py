@@ -194,6 +194,7 @@ class CallingHours:
     holiday_country: str | None = None  # the `holidays` package calendar, e.g. "US"
     holiday_subdivision: str | None = None  # e.g. "LA"
     extra_holidays: frozenset[date] = frozenset()
+    moving_holidays: frozenset[str] = frozenset()  # by name, e.g. "mardi_gras" (policy/hours.py)
 
     def windows_on(self, day: date, is_holiday: bool) -> tuple[TimeWindow, ...]:
         if is_holiday and self.holidays is not None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dialguard.numbers import NumberFacts
-from dialguard.policy.hours import allowed_at, holiday_name, next_allowed
+from dialguard.policy.hours import MOVING_HOLIDAYS, allowed_at, holiday_name, next_allowed
 from dialguard.policy.model import CallingHours, EffectiveRules, Purpose, RuleLayer, Source
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import DAYS
@@ -36,6 +36,8 @@ def _hours_lines(hours: CallingHours) -> list[str]:
         lines.append(f"    holidays  {labels} (calendar {calendar})")
     for extra in sorted(hours.extra_holidays):
         lines.append(f"    also a holiday: {extra}")
+    for name in sorted(hours.moving_holidays):
+        lines.append(f"    also a holiday: {MOVING_HOLIDAYS[name][0]} (moves with Easter)")
     lines.append(f"    {_source(hours.source)}")
     return lines
 

@@ -14,6 +14,7 @@ A pack::
     sunday = []                         # no calls on Sunday
     holidays = []                       # on public holidays: these windows ([] = none); absent = a normal day
     holiday_calendar = "US"             # the `holidays` package's calendar; "*" = the callee's own country
+    moving_holidays = ["mardi_gras"]    # feasts that move with Easter, by name
 
     [consent.marketing]
     required = true
@@ -62,6 +63,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 
+from dialguard.policy.hours import MOVING_HOLIDAYS
 from dialguard.policy.model import (
     CallingHours,
     ConsentRule,
@@ -81,7 +83,9 @@ SOURCE_KEYS = {"source", "effective", "policy"}
 LAYER_KEYS = {"name", "hours", "consent", "caps", "dnc", "roaming", "recording", "presume", "note"}
 RECORDING_KEYS = {"all_party_consent"} | SOURCE_KEYS
 ROAMING_KEYS = {"required_for", "on_unknown"} | SOURCE_KEYS
-HOURS_KEYS = {"all", *DAYS, "holidays", "holiday_calendar", "holiday_subdivision", "extra_holidays"}
+HOURS_KEYS = {
+    "all", *DAYS, "holidays", "holiday_calendar", "holiday_subdivision", "extra_holidays", "moving_holidays"
+}  # fmt: skip
 HOURS_KEYS |= SOURCE_KEYS
 CONSENT_KEYS = {"required", "kinds"} | SOURCE_KEYS
 CAP_KEYS = {"max_calls", "period_hours", "period_days", "purposes", "per_campaign"} | SOURCE_KEYS
@@ -181,7 +185,10 @@ class _Builder:
         extra = t.get("extra_holidays", [])
         if not isinstance(extra, list) or not all(isinstance(d, date) for d in extra):
             raise self.fail(f"{key}.extra_holidays", "must be a list of TOML dates")
-        if holiday_windows is None and (calendar is not None or extra):
+        moving = t.get("moving_holidays", [])
+        if not isinstance(moving, list) or not all(name in MOVING_HOLIDAYS for name in moving):
+            raise self.fail(f"{key}.moving_holidays", f"must list names from {sorted(MOVING_HOLIDAYS)}")
+        if holiday_windows is None and (calendar is not None or extra or moving):
             raise self.fail(
                 f"{key}.holidays", "a holiday calendar needs the holiday windows ([] for no calls)"
             )
@@ -192,6 +199,7 @@ class _Builder:
             holiday_country=calendar,
             holiday_subdivision=subdivision,
             extra_holidays=frozenset(extra),
+            moving_holidays=frozenset(moving),
         )
 
     def purpose(self, name: str, key: str) -> Purpose:
