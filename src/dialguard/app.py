@@ -85,7 +85,7 @@ async def serve(
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        journal = OptOutJournal(settings.calls.journal_path)
+        journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
         async with open_roaming(settings.hlr, pool=pool, clock=clock) as roaming:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
+from dialguard.clock import Clock, system_clock
 from dialguard.store.calls import OptOut, store_optout
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ class JournalError(Exception):
 
 
 class OptOutJournal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock = system_clock) -> None:
         self.path = path
+        self.clock = clock  # when a replayed opt-out was stored, for its call event
         self._lock = asyncio.Lock()  # appends and the replay's rewrite take turns
 
     def check_writable(self) -> None:
@@ -100,7 +102,7 @@ class OptOutJournal:
             for optout in waiting:
                 try:
                     async with pool.acquire() as conn:
-                        stored += await store_optout(conn, optout, via="journal")
+                        stored += await store_optout(conn, optout, via="journal", stored_at=self.clock())
                 except STORE_ERRORS:
                     left.append(optout)
             await asyncio.to_thread(self._rewrite, left)

@@ -352,6 +352,8 @@ async def test_call_events_are_sealed_and_an_altered_or_removed_one_is_found(
     call_id = await decided(pool, NEW_YORK)
     await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"]))
     async with pool.acquire() as conn:
+        # Each event's time, which its hash covers, comes from the gateway's clock (fixed here).
+        assert {e["at"] for e in await events_of(conn, uuid.UUID(call_id))} == {NOW}
         for table in ("decisions", "call_events"):  # back-dated: settled, so they can be sealed now
             await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only")
             await conn.execute(f"UPDATE {table} SET inserted_at = inserted_at - interval '1 minute'")

@@ -136,7 +136,7 @@ class CallRoutes:
         """Evidence is best effort: a call event lost to a database outage never stops the call."""
         try:
             async with self.pool.acquire(timeout=self.db_within) as conn:
-                await record_event(conn, ctx.record.call_id, kind, detail)
+                await record_event(conn, ctx.record.call_id, kind, detail, at=self.clock())
         except STORE_ERRORS as exc:
             log.warning("call %s: event %s not stored (%s)", ctx.record.call_id, kind, exc)
 
@@ -145,7 +145,7 @@ class CallRoutes:
         optout = OptOut(uuid.uuid4(), ctx.record.number, ctx.record.call_id, ctx.record.campaign, digit, at)
         try:
             async with self.pool.acquire(timeout=self.db_within) as conn:
-                await store_optout(conn, optout, via="database")
+                await store_optout(conn, optout, via="database", stored_at=self.clock())
             return "database"
         except STORE_ERRORS as exc:
             log.warning("call %s: database away (%s); opt-out journaled", ctx.record.call_id, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dialguard.store.consent import revoke_consent
@@ -67,9 +67,10 @@ async def record_event(
     kind: str,
     detail: dict[str, Any] | None = None,
     *,
-    at: datetime | None = None,
+    at: datetime,
 ) -> None:
-    event = {"call_id": call_id, "at": at or datetime.now(UTC), "kind": kind, "detail": detail or {}}
+    """An append-only, hashed row: ``at`` comes from the caller's clock, as the hash covers it."""
+    event = {"call_id": call_id, "at": at, "kind": kind, "detail": detail or {}}
     await conn.execute(
         "INSERT INTO call_events (call_id, at, kind, detail, row_hash) VALUES ($1, $2, $3, $4, $5)",
         *event.values(),
@@ -77,7 +78,7 @@ async def record_event(
     )
 
 
-async def store_optout(conn: Connection, optout: OptOut, *, via: str) -> bool:
+async def store_optout(conn: Connection, optout: OptOut, *, via: str, stored_at: datetime) -> bool:
     """The number on the internal list, once per opt-out id; False when this opt-out was already stored."""
     async with conn.transaction():
         fresh = await conn.fetchval(
@@ -99,7 +100,8 @@ async def store_optout(conn: Connection, optout: OptOut, *, via: str) -> bool:
         )
         # A key press is a revocation "by any reasonable means" (47 CFR 64.1200): consent goes too.
         await revoke_consent(conn, number=optout.number, source="dtmf", evidence=evidence, actor="agi")
-        await record_event(conn, optout.call_id, "optout.stored", {"optout_id": str(optout.id), "via": via})
+        stored = {"optout_id": str(optout.id), "via": via}
+        await record_event(conn, optout.call_id, "optout.stored", stored, at=stored_at)
     return True
 
 
