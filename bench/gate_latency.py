@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,9 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
+from scratch import scratch_database  # noqa: E402
 from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
 
-from dialguard.store.db import create_pool, start_embedded  # noqa: E402
+from dialguard.store.db import create_pool  # noqa: E402
 from dialguard.store.migrate import migrate  # noqa: E402
 
 DNC_ROWS = 100_000
@@ -192,15 +190,11 @@ def spawn(kind: str, dsn: str, rules: str, roaming: str = "off") -> tuple[subpro
 
 
 async def run(args: argparse.Namespace) -> None:
-    server_dsn = os.environ.get("DIALGUARD_TEST_DSN")
-    tmp = None
-    if server_dsn is None:
-        tmp = tempfile.TemporaryDirectory(prefix="dialguard-bench-")
-        server_dsn = await asyncio.to_thread(start_embedded, Path(tmp.name))
-    name = f"dialguard_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = _with_database(server_dsn, name)
+    async with scratch_database() as (dsn, _):
+        await _run(args, dsn)
+
+
+async def _run(args: argparse.Namespace, dsn: str) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
         await seed(dsn)
@@ -274,17 +268,6 @@ async def run(args: argparse.Namespace) -> None:
         for proc in procs:
             proc.terminate()
             proc.wait()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        if tmp is not None:
-            tmp.cleanup()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def main() -> None:

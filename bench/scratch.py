@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -26,7 +27,7 @@ async def scratch_database() -> AsyncIterator[tuple[str, Path]]:
     name = f"dialguard_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = with_database(server_dsn, name)
     try:
         conn = await asyncpg.connect(dsn)
         try:
@@ -38,3 +39,8 @@ async def scratch_database() -> AsyncIterator[tuple[str, Path]]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
         tmp.cleanup()
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server, another database; the embedded server's socket (?host=...) is kept."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
