@@ -456,6 +456,73 @@ async def cmd_complaint_add(settings: Settings, args: argparse.Namespace) -> int
     return EXIT_OK
 
 
+async def cmd_emergency_add(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.app import build_rulebook
+    from dialguard.store.emergencies import declare_emergency
+
+    area = args.area.upper()
+    layer = build_rulebook(settings).subdivisions.get(area)
+    if layer is None:
+        raise UsageError(f"{args.area!r} is not a subdivision the packs know; write it as US-NY")
+    starts_at = args.start or system_clock()
+    if args.until <= starts_at:
+        raise UsageError("--until must come after the start")
+    prefixes = [_emergency_prefix(raw) for raw in args.prefix]
+    async with database(settings) as pool, pool.acquire() as conn:
+        emergency_id = await declare_emergency(
+            conn, area=area, starts_at=starts_at, ends_at=args.until, reason=args.reason,
+            prefixes=prefixes, actor="cli",
+        )  # fmt: skip
+    where = f"{area} ({', '.join(prefixes)})" if prefixes else f"all of {area}"
+    print(
+        f"emergency {emergency_id}: {where}, {starts_at:%Y-%m-%d %H:%M %z} to {args.until:%Y-%m-%d %H:%M %z}"
+    )
+    if layer.emergency is None:
+        print(
+            f"  note: no rule pack stops calls in {area} emergencies, so this one blocks nothing",
+            file=sys.stderr,
+        )
+    else:
+        stopped = ", ".join(sorted(layer.emergency.purposes))
+        print(f"  {stopped} calls into it are blocked with hours.emergency until it ends")
+    return EXIT_OK
+
+
+def _emergency_prefix(raw: str) -> str:
+    """``+1716`` or ``+1716*``: the leading digits of the numbers an emergency covers."""
+    wildcard = parse_wildcard(raw if raw.endswith("*") else raw + "*")
+    if isinstance(wildcard, InvalidNumber):
+        raise UsageError(f"--prefix {raw!r}: write + and the leading digits, e.g. +1716 (an area code)")
+    return wildcard.removesuffix("*")
+
+
+async def cmd_emergency_list(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.store.emergencies import list_emergencies
+
+    async with database(settings) as pool, pool.acquire() as conn:
+        rows = await list_emergencies(conn, now=system_clock(), include_ended=args.all)
+    for r in rows:
+        where = ", ".join(r["prefixes"]) or "whole area"
+        print(
+            f"{r['id']:<5} {r['area']:<7} {r['starts_at']:%Y-%m-%d %H:%M} to {r['ends_at']:%Y-%m-%d %H:%M %Z}"
+            f"  {where}  {r['reason']}"
+        )
+    if not rows:
+        print("no emergencies in force or to come" if not args.all else "no emergencies declared")
+    return EXIT_OK
+
+
+async def cmd_emergency_end(settings: Settings, args: argparse.Namespace) -> int:
+    from dialguard.store.emergencies import end_emergency
+
+    async with database(settings) as pool, pool.acquire() as conn:
+        ended = await end_emergency(conn, args.id, at=system_clock(), actor="cli")
+    if not ended:
+        raise UsageError(f"no emergency {args.id} in force (dialguard emergency list --all)")
+    print(f"emergency {args.id} lifted now")
+    return EXIT_OK
+
+
 async def cmd_hlr_lookup(settings: Settings, args: argparse.Namespace) -> int:
     number = _normalise(settings, args.number)
     async with (
@@ -723,6 +790,22 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--channel", default="phone", help="how it reached you: phone, email, letter, regulator")
     cp.add_argument("--note", default="", help="what the person said")
     cp.add_argument("--campaign", help="the campaign complained about")
+
+    emg = sub.add_parser("emergency", help="declared emergencies (no calls into the area)").add_subparsers(
+        dest="sub", metavar="ACTION", required=True, parser_class=Parser
+    )
+    ea = add(emg, "add", cmd_emergency_add, "enter a declared emergency: the packs say which calls it stops")
+    ea.add_argument("area", help="the subdivision, e.g. US-NY")
+    ea.add_argument("--until", required=True, type=parse_instant, help="when it ends (ISO-8601 with offset)")
+    ea.add_argument("--from", dest="start", type=parse_instant, help="when it begins (default now)")
+    ea.add_argument(
+        "--prefix", action="append", default=[], help="only these area codes, e.g. --prefix +1716 (repeat)"
+    )
+    ea.add_argument("--reason", required=True, help="the declaration, e.g. 'Executive Order 27, Erie County'")
+    el = add(emg, "list", cmd_emergency_list, "emergencies in force or to come")
+    el.add_argument("--all", action="store_true", help="ended ones too")
+    ee = add(emg, "end", cmd_emergency_end, "lift an emergency now")
+    ee.add_argument("id", type=int)
 
     hlr = sub.add_parser("hlr", help="the roaming (HLR) provider").add_subparsers(
         dest="sub", metavar="ACTION", required=True, parser_class=Parser

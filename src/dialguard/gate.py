@@ -317,6 +317,7 @@ class Gate:
             consents=stored.consents,
             attempts=stored.attempts,
             registries=stored.registries,
+            emergencies=stored.emergencies,
             lead_subdivision=call.request.lead_subdivision,
             roaming=roaming,
         )

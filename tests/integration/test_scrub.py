@@ -16,6 +16,7 @@ from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
 from dialguard.scrub import OUT_COLUMNS, Scrubber, ScrubError
 from dialguard.store import campaigns, consent, dnc
+from dialguard.store.emergencies import declare_emergency
 from tests.cli import dialguard
 from tests.fakes.proxy import CuttableProxy
 
@@ -127,9 +128,14 @@ async def test_the_batched_look_ahead_agrees_with_single_checks(notices: asyncpg
         await consent.grant_consent(
             conn, number="+48601234567", kind="express", source="web_form", purpose=Purpose.MARKETING
         )
+        await declare_emergency(
+            conn, area="US-NY", starts_at=NOW - timedelta(days=1), ends_at=NOW + timedelta(days=1),
+            reason="storm", prefixes=["+1716"], actor="test",
+        )  # fmt: skip
     numbers = [
         "+12125550142",
         "+12125550199",
+        "+17165550100",
         "+13055550100",
         "+13125550100",
         "+48601234567",
@@ -144,6 +150,8 @@ async def test_the_batched_look_ahead_agrees_with_single_checks(notices: asyncpg
         assert [b.decision.codes for b in batched] == [s.decision.codes for s in single]
         assert [b.decision.reason for b in batched] == [s.decision.reason for s in single]
     assert {b.decision.reason for b in batched} >= {"dnc.internal", "dnc.prefix", "number.invalid", "ok"}
+    spring = await gate.look_ahead([CheckRequest("+17165550100", campaign="spring", keep=False)])
+    assert "hours.emergency" in spring[0].decision.codes
 
 
 async def test_a_database_gone_blocks_every_row_fail_closed(

@@ -98,7 +98,7 @@ def test_next_callable_is_the_next_window_opening_in_every_zone() -> None:
 def test_state_layer_applies_with_the_lead_state() -> None:
     # A 212 (New York) number whose lead lives in Florida: Florida's 20:00 end applies too.
     rules = RULES.rules_for(number("+12125550100"), lead_subdivision="US-FL")
-    assert [layer.key for layer in rules.layers] == ["US", "US-FL"]
+    assert [layer.key for layer in rules.layers] == ["US", "US-NY", "US-FL"]
     assert not allowed_at(rules, at("2026-11-23 20:30", "America/New_York"))
 
 
@@ -279,6 +279,8 @@ def test_every_state_cap_consent_list_and_holiday_rule_in_rules_md_is_in_the_us_
     for key in HOLIDAY_BANS:
         hours = RULES.subdivisions[key].calling_hours
         assert hours is not None and hours.holidays == () and hours.holiday_country == "US", key
+    new_york = RULES.subdivisions["US-NY"].emergency  # no calls into an area under a declared emergency
+    assert new_york is not None and new_york.purposes == {Purpose.MARKETING}
     alabama = RULES.subdivisions["US-AL"].calling_hours  # Mardi Gras in Mobile and Baldwin counties
     assert alabama is not None and alabama.moving_holidays == {"mardi_gras"}
     assert {k for k, layer in RULES.subdivisions.items() if layer.all_party_consent} == {

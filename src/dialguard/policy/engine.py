@@ -10,6 +10,7 @@ from datetime import datetime
 
 from dialguard.numbers import InvalidNumber
 from dialguard.policy.checks import check_campaign, check_consent, check_dnc, check_number
+from dialguard.policy.emergency import check_emergency
 from dialguard.policy.frequency import check_frequency
 from dialguard.policy.hours import check_hours, next_allowed
 from dialguard.policy.model import CallFacts, Decision, EffectiveRules, Purpose, Reason, Verdict
@@ -36,6 +37,8 @@ def evaluate(facts: CallFacts, rules: EffectiveRules | None) -> Decision:
         check_frequency(facts, rules, purpose),
         check_roaming(facts, rules, purpose),
     ]
+    if (emergency := check_emergency(facts, rules, purpose)) is not None:
+        reasons.append(emergency)
     failed = [r for r in reasons if not r.passed]
     if not failed:
         return Decision(Verdict.ALLOW, tuple(reasons))

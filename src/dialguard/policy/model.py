@@ -110,6 +110,16 @@ class RegistryStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Emergency:
+    """A declared emergency in force for the number's area codes (or its whole area)."""
+
+    id: int
+    area: str  # a subdivision, "US-NY"
+    reason: str
+    ends_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """A call to this number the gate let through earlier (counted for frequency caps)."""
 
@@ -145,6 +155,7 @@ class CallFacts:
     lead_subdivision: str | None = None  # "US-TX" when the dialer knows the lead's own state
     roaming: RoamingFact | None = None
     registries: tuple[RegistryStatus, ...] = ()  # every loaded national list, hit or not
+    emergencies: tuple[Emergency, ...] = ()  # declared, in force now, covering the number's prefixes
 
 
 # ---------------------------------------------------------------- rules
@@ -235,6 +246,14 @@ class ListRule:
 
 
 @dataclass(frozen=True, slots=True)
+class EmergencyRule:
+    """No calls of these purposes into the layer's area while a declared emergency is in force there."""
+
+    purposes: frozenset[Purpose]
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
 class RoamingRule:
     """When a pack asks whether a mobile is abroad, and what an unanswered question means."""
 
@@ -256,6 +275,7 @@ class RuleLayer:
     frequency_caps: tuple[FrequencyCap, ...] = ()
     dnc_lists: tuple[ListRule, ...] = ()
     roaming: RoamingRule | None = None
+    emergency: EmergencyRule | None = None
     # Every party must consent to a recording (all-party states): record only after the notice, unobjected.
     all_party_consent: Source | None = None
     # When the number gives no usable zone, or zones that share no window: which zones to presume, and why.

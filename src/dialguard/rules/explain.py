@@ -75,6 +75,9 @@ def layer_lines(layer: RuleLayer) -> list[str]:
         scope = ", ".join(sorted(roam.required_for))
         unknown = "blocks" if roam.block_unknown else "is allowed, kept as evidence"
         lines.append(f"  roaming: HLR look-up for {scope}; no answer {unknown} {_source(roam.source)}")
+    if (emergency := layer.emergency) is not None:
+        scope = ", ".join(sorted(emergency.purposes))
+        lines.append(f"  declared emergencies stop: {scope} {_source(emergency.source)}")
     if layer.presumed_zones:
         lines.append(
             f"  zones presumed when unknown or sharing no window: {', '.join(layer.presumed_zones)}"

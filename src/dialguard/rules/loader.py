@@ -35,6 +35,10 @@ A pack::
     entry_lifetime_days = 1095          # registrations lapse (Texas); imports then need registered_on
     source = "..."
 
+    [emergency]                         # no calls of these purposes into the area while a declared
+    purposes = ["marketing"]            # emergency is in force (`dialguard emergency add`)
+    source = "..."
+
     [presume]                           # zones to assume when the number gives none, or when
                                         # the zones it gives share no window at all
     zones = ["America/New_York"]
@@ -67,6 +71,7 @@ from dialguard.policy.hours import MOVING_HOLIDAYS
 from dialguard.policy.model import (
     CallingHours,
     ConsentRule,
+    EmergencyRule,
     FrequencyCap,
     ListRule,
     Purpose,
@@ -80,7 +85,19 @@ from dialguard.policy.rulebook import RuleBook
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WINDOW = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 SOURCE_KEYS = {"source", "effective", "policy"}
-LAYER_KEYS = {"name", "hours", "consent", "caps", "dnc", "roaming", "recording", "presume", "note"}
+LAYER_KEYS = {
+    "name",
+    "hours",
+    "consent",
+    "caps",
+    "dnc",
+    "roaming",
+    "emergency",
+    "recording",
+    "presume",
+    "note",
+}
+EMERGENCY_KEYS = {"purposes"} | SOURCE_KEYS
 RECORDING_KEYS = {"all_party_consent"} | SOURCE_KEYS
 ROAMING_KEYS = {"required_for", "on_unknown"} | SOURCE_KEYS
 HOURS_KEYS = {
@@ -309,6 +326,16 @@ class _Builder:
             source=self.source(t, key),
         )
 
+    def emergency(self, table: Any, key: str) -> EmergencyRule:
+        t = self.keys(table, EMERGENCY_KEYS, key)
+        purposes = t.get("purposes")
+        if not isinstance(purposes, list) or not purposes:
+            raise self.fail(f"{key}.purposes", "must list the purposes a declared emergency stops")
+        return EmergencyRule(
+            purposes=frozenset(self.purpose(p, f"{key}.purposes") for p in purposes),
+            source=self.source(t, key),
+        )
+
     def recording(self, table: Any, key: str) -> Source | None:
         t = self.keys(table, RECORDING_KEYS, key)
         if not isinstance(t.get("all_party_consent"), bool):
@@ -343,6 +370,7 @@ class _Builder:
             frequency_caps=self.caps(t["caps"], f"{prefix}caps") if "caps" in t else (),
             dnc_lists=self.dnc(t["dnc"], f"{prefix}dnc") if "dnc" in t else (),
             roaming=self.roaming(t["roaming"], f"{prefix}roaming") if "roaming" in t else None,
+            emergency=self.emergency(t["emergency"], f"{prefix}emergency") if "emergency" in t else None,
             all_party_consent=self.recording(t["recording"], f"{prefix}recording")
             if "recording" in t
             else None,

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from dialguard.policy.model import Attempt, Campaign, ConsentRecord, DncHit, Purpose, RegistryStatus
+from dialguard.policy.model import (
+    Attempt,
+    Campaign,
+    ConsentRecord,
+    DncHit,
+    Emergency,
+    Purpose,
+    RegistryStatus,
+)
 from dialguard.store.consent import CURRENT_CONSENTS_SQL, consent_from_row
 from dialguard.store.db import Connection
 from dialguard.store.dnc import hit_from_row
@@ -38,7 +46,12 @@ SELECT
                              'fetched_at', fetched_at)
      FROM hlr_cache WHERE number = $1) AS hlr,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('at', at, 'campaign', campaign, 'purpose', purpose)), '[]')
-     FROM attempts WHERE number = $1 AND $3::timestamptz IS NOT NULL AND at > $3) AS attempts
+     FROM attempts WHERE number = $1 AND $3::timestamptz IS NOT NULL AND at > $3) AS attempts,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'area', area, 'reason', reason,
+                                                'ends_at', ends_at)), '[]')
+     FROM emergencies
+    WHERE starts_at <= $4 AND ends_at > $4
+      AND (cardinality(prefixes) = 0 OR prefixes && $6::text[])) AS emergencies
 """
 
 # The same facts for many numbers in one round trip (a lead-list scrub): $1 becomes an array whose
@@ -62,6 +75,7 @@ class StoredFacts:
     attempts: tuple[Attempt, ...]
     registries: tuple[RegistryStatus, ...] = ()
     hlr: dict[str, Any] | None = None  # the cached HLR answer, fresh or not (the roaming service judges)
+    emergencies: tuple[Emergency, ...] = ()
 
 
 def _with_times(item: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -86,6 +100,10 @@ def _parse(row: Any) -> StoredFacts:
         registries=tuple(
             RegistryStatus(r["list_name"], date.fromisoformat(r["list_date"]), r["version_id"], r["hit"])
             for r in row["registries"]
+        ),
+        emergencies=tuple(
+            Emergency(e["id"], e["area"], e["reason"], datetime.fromisoformat(e["ends_at"]))
+            for e in row["emergencies"]
         ),
     )
 
