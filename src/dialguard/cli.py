@@ -504,7 +504,7 @@ async def cmd_emergency_list(settings: Settings, args: argparse.Namespace) -> in
     for r in rows:
         where = ", ".join(r["prefixes"]) or "whole area"
         print(
-            f"{r['id']:<5} {r['area']:<7} {r['starts_at']:%Y-%m-%d %H:%M} to {r['ends_at']:%Y-%m-%d %H:%M %Z}"
+            f"{r['id']:<5} {r['area']:<7} {r['starts_at']:%Y-%m-%d %H:%M %Z} to {r['ends_at']:%Y-%m-%d %H:%M %Z}"
             f"  {where}  {r['reason']}"
         )
     if not rows:

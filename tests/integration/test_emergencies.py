@@ -13,7 +13,7 @@ from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
 from dialguard.store import campaigns, consent
-from dialguard.store.emergencies import end_emergency
+from dialguard.store.emergencies import declare_emergency, end_emergency
 from dialguard.store.registry import import_registry
 from tests.cli import dialguard
 
@@ -91,6 +91,17 @@ async def test_a_bad_declaration_is_refused_and_nothing_is_stored(
     assert code == 2 and message in err
     async with marketing.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM emergencies") == 0
+
+
+async def test_one_called_off_before_it_begins_is_never_in_force(marketing: asyncpg.Pool) -> None:
+    async with marketing.acquire() as conn:
+        emergency_id = await declare_emergency(
+            conn, area="US-NY", starts_at=NOW + timedelta(hours=1), ends_at=NOW + timedelta(days=1),
+            reason="forecast storm", prefixes=[], actor="test",
+        )  # fmt: skip
+        assert await end_emergency(conn, emergency_id, at=NOW, actor="test")
+    for hours in (0, 1, 2):
+        assert await check(marketing, BUFFALO, at=NOW + timedelta(hours=hours)) == ("ok", None)
 
 
 async def test_ending_an_unknown_emergency_says_so(marketing: asyncpg.Pool, db_dsn: str) -> None:

@@ -43,10 +43,11 @@ async def declare_emergency(
 
 
 async def end_emergency(conn: Connection, emergency_id: int, *, at: datetime, actor: str) -> bool:
-    """Lifted at ``at``: False when there is no such emergency, or it had ended already."""
+    """Lifted at ``at`` (one yet to begin is called off): False when none such, or it had ended already."""
     async with conn.transaction():
         area = await conn.fetchval(
-            "UPDATE emergencies SET ends_at = $2 WHERE id = $1 AND ends_at > $2 RETURNING area",
+            """UPDATE emergencies SET ends_at = greatest($2, starts_at)
+                WHERE id = $1 AND ends_at > $2 RETURNING area""",
             emergency_id,
             at,
         )

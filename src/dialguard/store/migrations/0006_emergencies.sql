@@ -10,6 +10,6 @@ CREATE TABLE emergencies (
     reason       text NOT NULL,        -- the declaration: "Executive Order 27, winter storm, Erie County"
     declared_by  text NOT NULL,
     declared_at  timestamptz NOT NULL DEFAULT now(),
-    CHECK (ends_at > starts_at)
+    CHECK (ends_at >= starts_at)      -- equal: called off before it began, never in force
 );
 CREATE INDEX emergencies_in_force ON emergencies (ends_at, starts_at);
