@@ -503,10 +503,8 @@ async def cmd_emergency_list(settings: Settings, args: argparse.Namespace) -> in
         rows = await list_emergencies(conn, now=system_clock(), include_ended=args.all)
     for r in rows:
         where = ", ".join(r["prefixes"]) or "whole area"
-        print(
-            f"{r['id']:<5} {r['area']:<7} {r['starts_at']:%Y-%m-%d %H:%M %Z} to {r['ends_at']:%Y-%m-%d %H:%M %Z}"
-            f"  {where}  {r['reason']}"
-        )
+        during = f"{r['starts_at']:%Y-%m-%d %H:%M %Z} to {r['ends_at']:%Y-%m-%d %H:%M %Z}"
+        print(f"{r['id']:<5} {r['area']:<7} {during}  {where}  {r['reason']}")
     if not rows:
         print("no emergencies in force or to come" if not args.all else "no emergencies declared")
     return EXIT_OK
