@@ -375,3 +375,23 @@ async def test_call_events_are_sealed_and_an_altered_or_removed_one_is_found(
     assert f"call event {optout} (call {call_id}) was altered" in report.problems
     assert any(p.startswith("call event checkpoint 1") for p in report.problems)
     assert not any(p.startswith("decision") for p in report.problems)  # the decisions log is intact
+
+
+async def test_a_campaign_sets_the_language_and_the_opt_out_key(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    async with pool.acquire() as conn:
+        await campaigns.add_campaign(
+            conn,
+            name="ventas",
+            purpose=Purpose.INFORMATIONAL,
+            settings={"language": "es", "optout_digit": "7"},
+        )
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    call_id = str((await gate.check(CheckRequest(NEW_YORK, campaign="ventas", record=True))).call_id)
+    # After the notice the callee presses 9 (the default key, not this campaign's), then 7.
+    run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9", "7"]))
+    assert ["STREAM", "FILE", notice("es"), "7"] == run.commands[1][:4]
+    assert run.variables["DIALGUARD_LANG"] == "es" and run.variables["DIALGUARD_OPTOUT"] == "1"
+    assert await kinds(pool, call_id) == ["notice.played", "digit.ignored", "optout.stored", "optout"]

@@ -29,7 +29,6 @@ from dialguard.policy.model import Purpose
 from dialguard.policy.recording import recording_allowed
 from dialguard.policy.rulebook import RuleBook
 from dialguard.store.calls import CallRecord, OptOut, call_by_id, record_event, store_optout
-from dialguard.store.campaigns import get_campaign
 from dialguard.store.consent import grant_consent
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class CallRoutes:
         try:
             async with self.pool.acquire(timeout=self.db_within) as conn:
                 record = await call_by_id(conn, call_id)
-                campaign = await get_campaign(conn, record.campaign) if record else None
+            campaign = record.known_campaign if record else None
         except STORE_ERRORS as exc:
             # The database is away: the dialplan passes the number and campaign along with the call id,
             # so the notice still plays and an opt-out still reaches the journal.
@@ -116,7 +115,7 @@ class CallRoutes:
         if not number:
             return None
         campaign = args[2].strip() if len(args) > 2 and args[2].strip() else "unknown"
-        return CallRecord(call_id, number, campaign, {})
+        return CallRecord(call_id, number, campaign)
 
     def prompt(self, language: str, name: str) -> str:
         return f"{self.sound_prefix}/{language}/dialguard-{name}"

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dialguard.policy.model import Campaign
+from dialguard.store.campaigns import campaign_from_row
 from dialguard.store.consent import revoke_consent
 from dialguard.store.db import Connection
 from dialguard.store.dnc import INTERNAL, add_dnc
@@ -48,17 +50,25 @@ class OptOut:
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
+    """The decision a call in progress belongs to, and its campaign as it stands (None: not known)."""
+
     call_id: uuid.UUID
     number: str
     campaign: str
-    body: dict[str, Any]
+    known_campaign: Campaign | None = None
 
 
 async def call_by_id(conn: Connection, call_id: uuid.UUID) -> CallRecord | None:
     row = await conn.fetchrow(
-        "SELECT call_id, number, campaign, body FROM decisions WHERE call_id = $1", call_id
+        """SELECT d.call_id, d.number, d.campaign, c.name, c.purpose, c.settings
+             FROM decisions d LEFT JOIN campaigns c ON c.name = d.campaign
+            WHERE d.call_id = $1""",
+        call_id,
     )
-    return CallRecord(row["call_id"], row["number"], row["campaign"], row["body"]) if row else None
+    if row is None:
+        return None
+    known = campaign_from_row(row) if row["name"] is not None else None
+    return CallRecord(row["call_id"], row["number"], row["campaign"], known)
 
 
 async def record_event(
