@@ -286,7 +286,7 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
 
     from dialguard.app import build_rulebook
     from dialguard.dnc_files import FileFormat, WrongFormat
-    from dialguard.store.registry import ImportRefused, import_entries, import_registry
+    from dialguard.store.registry import ImportRefused, import_list
 
     path: Path = args.file
     size = await _input_size(path)
@@ -302,18 +302,11 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
         async with database(settings) as pool, pool.acquire() as conn:
             chunks = _file_chunks(path)
             try:
-                if dnc_store.is_entry_list(args.list):
-                    report = await import_entries(
-                        conn, chunks, list_name=args.list, fmt=fmt, actor="cli", source_file=str(path),
-                        default_region=settings.numbers.default_region, lapse_after=lapse_after,
-                        progress=advance,
-                    )  # fmt: skip
-                else:
-                    report = await import_registry(
-                        conn, chunks, registry=args.list, fmt=fmt, list_date=args.date or date.today(),
-                        actor="cli", source_file=str(path), default_region=settings.numbers.default_region,
-                        max_reject_ratio=args.max_broken / 100, lapse_after=lapse_after, progress=advance,
-                    )  # fmt: skip
+                report = await import_list(
+                    conn, chunks, list_name=args.list, fmt=fmt, list_date=args.date or date.today(),
+                    actor="cli", source_file=str(path), default_region=settings.numbers.default_region,
+                    max_reject_ratio=args.max_broken / 100, lapse_after=lapse_after, progress=advance,
+                )  # fmt: skip
             except (WrongFormat, ImportRefused) as exc:
                 print(f"dialguard: import refused, nothing changed: {exc}", file=sys.stderr)
                 return EXIT_ERROR
@@ -326,7 +319,8 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
     if lapse_after is not None:
         deleted += f", {report.lapsed:,} lapsed registrations skipped (older than {lapse_after.days} days)"
     print(
-        f"{args.list}: {report.rows:,} numbers live{version}{deleted}, {report.rejected:,} broken lines "
+        f"{args.list}: {report.rows:,} numbers {'live' if report.version_id else 'added'}{version}{deleted}, "
+        f"{report.rejected:,} broken lines "
         f"skipped, in {report.seconds:.1f} s"
     )
     return EXIT_OK

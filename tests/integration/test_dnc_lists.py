@@ -321,3 +321,26 @@ async def test_the_texas_list_skips_lapsed_registrations_and_binds_texas_numbers
     )
     assert code != 0 and "import refused, nothing changed" in err and "registered_on" in err
     assert (await check(marketing, listed))[0] == "dnc.us_tx"
+
+
+async def test_a_company_list_import_adds_entries_to_the_internal_list(
+    marketing: asyncpg.Pool, db_dsn: str, tmp_path: Path
+) -> None:
+    await load(marketing, b"3105550100\n")  # the national list, fresh: only the company list blocks
+    optouts = tmp_path / "optouts.csv"
+    optouts.write_text(
+        "number,name\n+1 212 555 0100,Ann\n(212) 555-0100,Ann again\nnope,Bob\n", encoding="utf-8"
+    )
+    code, out, err = await dialguard(
+        db_dsn, "dnc", "import", str(optouts), "--list", "internal", "--format", "csv", "--max-broken", "50"
+    )
+    assert code == 0, err
+    assert "internal: 1 numbers added" in out and "1 broken lines" in out and "line 4" in err
+    assert (await check(marketing, LISTED))[0] == "dnc.internal"
+    assert (await check(marketing, CLEAN))[0] == "ok"
+    code, out, _ = await dialguard(
+        db_dsn, "dnc", "import", str(optouts), "--list", "internal", "--format", "csv", "--max-broken", "50"
+    )
+    assert code == 0 and "internal: 0 numbers added" in out  # already there: nothing added twice
+    async with marketing.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dnc_history WHERE list_name = 'internal'") == 1

@@ -21,6 +21,7 @@ import asyncpg
 from dialguard.dnc_files import FileFormat, LineParser, Parsed, Reject, check_format
 from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
+from dialguard.store.dnc import is_entry_list
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,36 @@ class _Collector:
         async for lines, consumed in _lines(source):
             if added := self.take(lines, consumed):
                 yield added
+
+
+async def import_list(
+    conn: Connection,
+    source: AsyncIterable[bytes],
+    *,
+    list_name: str,
+    fmt: FileFormat,
+    list_date: date,
+    actor: str,
+    source_file: str | None = None,
+    default_region: str = "US",
+    max_reject_ratio: float = 0.01,
+    lapse_after: timedelta | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """A company list (internal, campaign:NAME) gains the file's numbers as entries; any other name is
+    a national list, which the file replaces as its next version."""
+    common: dict[str, Any] = {
+        "fmt": fmt,
+        "actor": actor,
+        "source_file": source_file,
+        "default_region": default_region,
+        "max_reject_ratio": max_reject_ratio,
+        "lapse_after": lapse_after,
+        "progress": progress,
+    }
+    if is_entry_list(list_name):
+        return await import_entries(conn, source, list_name=list_name, **common)
+    return await import_registry(conn, source, registry=list_name, list_date=list_date, **common)
 
 
 async def import_registry(

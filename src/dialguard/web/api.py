@@ -23,7 +23,7 @@ from aiohttp import web
 
 from dialguard.dnc_files import FileFormat, WrongFormat
 from dialguard.gate import CheckRequest, Gate
-from dialguard.numbers import InvalidNumber, parse_number, parse_wildcard
+from dialguard.numbers import InvalidNumber, parse_wildcard
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import CONSENT_KINDS
 from dialguard.scrub import Scrubber, ScrubError
@@ -66,7 +66,7 @@ def caller(request: web.Request) -> str:
 
 
 def _number(request: web.Request, raw: str) -> str:
-    parsed = parse_number(raw, default_region=request.app[REGION_KEY])
+    parsed = request.app[GATE_KEY].parse(raw)  # as the checks read it: region and outside-line prefix
     if isinstance(parsed, InvalidNumber):
         raise ApiError(422, "invalid_number", f"{raw!r} is not a valid phone number: {parsed.reason}")
     return parsed.e164
@@ -326,16 +326,10 @@ async def post_dnc_import(request: web.Request) -> web.Response:
     lapse_after = request.app[GATE_KEY].rulebook.entry_lifetime(name)
     try:
         async with request.app[POOL_KEY].acquire() as conn:
-            if dnc.is_entry_list(name):
-                report = await registry.import_entries(
-                    conn, chunks(), list_name=name, fmt=fmt, actor=caller(request), default_region=region,
-                    lapse_after=lapse_after,
-                )  # fmt: skip
-            else:
-                report = await registry.import_registry(
-                    conn, chunks(), registry=name, fmt=fmt, list_date=list_date, actor=caller(request),
-                    default_region=region, lapse_after=lapse_after,
-                )  # fmt: skip
+            report = await registry.import_list(
+                conn, chunks(), list_name=name, fmt=fmt, list_date=list_date, actor=caller(request),
+                default_region=region, lapse_after=lapse_after,
+            )  # fmt: skip
     except WrongFormat as exc:
         raise ApiError(422, "wrong_format", str(exc)) from None
     except registry.ImportRefused as exc:
