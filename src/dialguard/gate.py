@@ -168,15 +168,14 @@ class Gate:
         failure: BaseException | None = None
         if valid:
             first = valid[0]
-            lookbacks = [lb for c in valid if (lb := _longest_cap(c.rules))]
-            since = first.now - max(lookbacks) if lookbacks else None
+            sinces = [since for c in valid if (since := _attempts_since(c))]
             try:
                 async with asyncio.timeout(self.fact_timeout), self.pool.acquire() as conn:
                     facts = await read_many_facts(
                         conn,
                         numbers=sorted({c.number.e164 for c in valid}),
                         campaign=first.campaign_name,
-                        attempts_since=since,
+                        attempts_since=min(sinces, default=None),
                         now=first.now,
                     )
             except FACT_ERRORS as exc:
@@ -223,8 +222,7 @@ class Gate:
         )
 
     async def _decide(self, call: _Call) -> GateDecision:
-        lookback = _longest_cap(call.rules)
-        since = call.now - lookback if lookback else None
+        since = _attempts_since(call)
         e164 = call.number.e164
         async with self.pool.acquire() as conn:
             stored = await read_facts(
@@ -271,12 +269,14 @@ class Gate:
         if call.request.record and _caps_apply(call.rules, purpose):
             # A cap counts this call: decide under the number's lock, on facts read after taking it,
             # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
-            lookback = _longest_cap(call.rules)
-            since = call.now - lookback if lookback else None
             async with conn.transaction():
                 await lock_number(conn, e164)
                 stored = await read_facts(
-                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+                    conn,
+                    number=e164,
+                    campaign=call.campaign_name,
+                    attempts_since=_attempts_since(call),
+                    now=call.now,
                 )
                 result = self._judge(call, campaign, stored, roaming)
                 await self._insert(conn, result)
@@ -397,6 +397,12 @@ def _caps_apply(rules: EffectiveRules, purpose: Purpose) -> bool:
 def _longest_cap(rules: EffectiveRules) -> timedelta | None:
     periods = [cap.period for layer in rules.layers for cap in layer.frequency_caps]
     return max(periods) if periods else None
+
+
+def _attempts_since(call: _Call) -> datetime | None:
+    """How far back the caps look: the attempts older than this cannot count."""
+    lookback = _longest_cap(call.rules)
+    return call.now - lookback if lookback else None
 
 
 def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:
