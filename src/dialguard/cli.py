@@ -27,7 +27,7 @@ from dialguard.config import ConfigError, Settings, load_settings
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import JournalError
 from dialguard.numbers import InvalidNumber, parse_wildcard
-from dialguard.policy.model import Purpose
+from dialguard.policy.model import INTERNAL, Purpose
 from dialguard.rules.loader import CONSENT_KINDS, PackError
 from dialguard.store import campaigns as campaign_store
 from dialguard.store import consent as consent_store
@@ -695,14 +695,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     da = add(dnc, "add", cmd_dnc_add, "put a number on a do-not-call list")
     da.add_argument("number")
-    da.add_argument("--list", default=dnc_store.INTERNAL, help="list name (default: internal)")
+    da.add_argument("--list", default=INTERNAL, help="list name (default: internal)")
     da.add_argument("--source", default="cli", help="where the request came from")
     da.add_argument(
         "--expires", type=parse_instant, help="when the entry lapses (e.g. a state list's 3 years)"
     )
     dr = add(dnc, "remove", cmd_dnc_remove, "take a number off a do-not-call list")
     dr.add_argument("number")
-    dr.add_argument("--list", default=dnc_store.INTERNAL)
+    dr.add_argument("--list", default=INTERNAL)
     dl = add(dnc, "list", cmd_dnc_list, "list numbers on the do-not-call lists")
     dl.add_argument("--list", default=None, help="only this list")
     dl.add_argument("--limit", type=int, default=1000)

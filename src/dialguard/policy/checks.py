@@ -18,6 +18,7 @@ from dialguard.policy.model import (
     ListRule,
     Purpose,
     Reason,
+    is_company_list,
 )
 
 
@@ -45,13 +46,6 @@ def check_campaign(facts: CallFacts) -> Reason | None:
     if facts.campaign is None:
         return Reason("campaign.unknown", False, {"campaign": facts.campaign_name})
     return None
-
-
-COMPANY_LISTS = "internal"
-
-
-def _is_company_list(name: str) -> bool:
-    return name == COMPANY_LISTS or name.startswith("campaign:")
 
 
 def _list_rules(rules: EffectiveRules) -> dict[str, ListRule]:
@@ -91,7 +85,7 @@ def check_dnc(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> Reas
         if r.hit
     ]
     hits = [*facts.dnc_hits, *registry_hits]
-    company = [h for h in hits if _is_company_list(h.list_name) and h.prefix is None]
+    company = [h for h in hits if is_company_list(h.list_name) and h.prefix is None]
     if company:
         return Reason("dnc.internal", False, _hit_detail(company[0], hits))
     prefixes = [h for h in hits if h.prefix is not None]

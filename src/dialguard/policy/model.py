@@ -87,6 +87,15 @@ class ConsentRecord:
     revoked_at: datetime | None = None
 
 
+INTERNAL = "internal"  # the company-wide do-not-call list
+
+
+def is_company_list(name: str) -> bool:
+    """The company's own lists (internal, campaign:NAME) hold entries added one by one and always bind;
+    every other name is a national list, loaded whole."""
+    return name == INTERNAL or name.startswith("campaign:")
+
+
 @dataclass(frozen=True, slots=True)
 class DncHit:
     """A do-not-call entry that matches the number."""

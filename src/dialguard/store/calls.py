@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dialguard.policy.model import Campaign
+from dialguard.policy.model import INTERNAL, Campaign
 from dialguard.store.campaigns import campaign_from_row
 from dialguard.store.consent import revoke_consent
 from dialguard.store.db import Connection
-from dialguard.store.dnc import INTERNAL, add_dnc
+from dialguard.store.dnc import add_dnc
 from dialguard.store.sealing import event_hash
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dialguard.policy.model import INTERNAL
 from dialguard.store.audit import record_audit
 from dialguard.store.consent import revoke_consent
 from dialguard.store.db import Connection
-from dialguard.store.dnc import INTERNAL, add_dnc
+from dialguard.store.dnc import add_dnc
 
 
 async def file_complaint(

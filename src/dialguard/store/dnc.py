@@ -5,16 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dialguard.policy.model import DncHit
+from dialguard.policy.model import INTERNAL, DncHit
 from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
-
-INTERNAL = "internal"
-
-
-def is_entry_list(name: str) -> bool:
-    """The company's own lists hold entries added one by one; every other name is a national list."""
-    return name == INTERNAL or name.startswith("campaign:")
 
 
 def hit_from_row(row: Any) -> DncHit:

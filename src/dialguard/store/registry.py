@@ -19,9 +19,9 @@ from typing import Any
 import asyncpg
 
 from dialguard.dnc_files import FileFormat, LineParser, Parsed, Reject, check_format
+from dialguard.policy.model import is_company_list
 from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
-from dialguard.store.dnc import is_entry_list
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ async def import_list(
         "lapse_after": lapse_after,
         "progress": progress,
     }
-    if is_entry_list(list_name):
+    if is_company_list(list_name):
         return await import_entries(conn, source, list_name=list_name, **common)
     return await import_registry(conn, source, registry=list_name, list_date=list_date, **common)
 

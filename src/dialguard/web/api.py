@@ -24,7 +24,7 @@ from aiohttp import web
 from dialguard.dnc_files import FileFormat, WrongFormat
 from dialguard.gate import CheckRequest, Gate
 from dialguard.numbers import InvalidNumber, parse_wildcard
-from dialguard.policy.model import Purpose
+from dialguard.policy.model import INTERNAL, Purpose, is_company_list
 from dialguard.rules.loader import CONSENT_KINDS
 from dialguard.scrub import Scrubber, ScrubError
 from dialguard.store import campaigns, complaints, consent, dnc, registry
@@ -245,8 +245,8 @@ LIST_QUERY = (Field("list", doc="only this list"), Field("limit", int))
 
 
 def _dnc_list(request: web.Request, body: dict[str, Any]) -> str:
-    name = str(body.get("list") or dnc.INTERNAL)
-    if not dnc.is_entry_list(name) and request[ROLE_KEY] is not Role.ADMIN:
+    name = str(body.get("list") or INTERNAL)
+    if not is_company_list(name) and request[ROLE_KEY] is not Role.ADMIN:
         raise ApiError(
             403, "forbidden", f"only an admin may write to {name!r}; dialers write opt-outs to internal"
         )
@@ -279,7 +279,7 @@ async def post_dnc(request: web.Request) -> web.Response:
 async def delete_dnc(request: web.Request) -> web.Response:
     body = await read_body(request, DNC_REMOVE_BODY)
     number = _entry(request, body["number"])
-    name = str(body.get("list") or dnc.INTERNAL)
+    name = str(body.get("list") or INTERNAL)
     async with request.app[POOL_KEY].acquire() as conn:
         removed = await dnc.remove_dnc(
             conn, number=number, list_name=name, source="api", actor=caller(request)
