@@ -27,10 +27,19 @@ class ScrubError(Exception):
 
 @dataclass(slots=True)
 class ScrubSummary:
-    rows: int = 0
-    allowed: int = 0
-    blocked: int = 0
-    by_reason: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)  # "ok" is an allowed row
+
+    @property
+    def rows(self) -> int:
+        return self.by_reason.total()
+
+    @property
+    def allowed(self) -> int:
+        return self.by_reason["ok"]
+
+    @property
+    def blocked(self) -> int:
+        return self.rows - self.allowed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -47,7 +56,7 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def _cell(row: list[str], at: int | None) -> str:
-    return row[at] if at is not None and at < len(row) else ""  # a short row: an empty cell
+    return row[at] if at is not None else ""  # rows are padded to the header's width
 
 
 def _state(value: str) -> str | None:
@@ -118,11 +127,6 @@ class Scrubber:
         results = await self.gate.look_ahead(requests)
         for row, result in zip(rows, results, strict=True):
             d = result.decision
-            summary.rows += 1
-            if d.verdict == "ALLOW":
-                summary.allowed += 1
-            else:
-                summary.blocked += 1
             summary.by_reason[d.reason] += 1
             nxt = d.next_callable_at.isoformat() if d.next_callable_at else ""
             await emit([*row, str(d.verdict), d.reason, ",".join(d.codes), nxt])
