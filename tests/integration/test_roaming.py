@@ -279,3 +279,14 @@ async def test_an_opt_out_that_arrives_while_the_vendor_answers_still_blocks(
     result = await gate(pool, service(pool, hlr, session)).check(CheckRequest(PL_MOBILE, campaign="spring"))
     assert hlr.hits == 1  # the vendor was asked, and the opt-out came in during that
     assert result.decision.reason == "dnc.internal"
+
+
+async def test_an_hlr_file_with_an_unknown_country_is_a_configuration_error(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    answers = tmp_path / "hlr.csv"
+    answers.write_text("number,status,visited_country\n+48601234567,abroad,Narnia\n", encoding="utf-8")
+    code, _, err = await dialguard(
+        db_dsn, "hlr", "lookup", "+48601234567", hlr_provider="file", hlr_file=str(answers)
+    )
+    assert code == 2 and "configuration error: hlr.file" in err and "unknown_country" in err

@@ -12,7 +12,7 @@ import asyncpg
 from dialguard.clock import Clock
 from dialguard.config import ConfigError, HlrSettings
 from dialguard.hlr.breaker import CircuitBreaker
-from dialguard.hlr.providers import FileProvider, HlrProvider, HttpProvider
+from dialguard.hlr.providers import FileProvider, HlrError, HlrProvider, HttpProvider
 from dialguard.hlr.service import RoamingService
 
 
@@ -46,6 +46,8 @@ async def open_roaming(
             provider: HlrProvider = FileProvider(settings.file)
         except OSError as exc:
             raise ConfigError(f"hlr.file: cannot read {settings.file}: {exc.strerror}") from None
+        except HlrError as exc:  # a visited_country that is neither an ISO code nor a known MCC
+            raise ConfigError(f"hlr.file: {settings.file}: {exc}") from None
         yield service(provider)
         return
     if settings.provider != "http":
