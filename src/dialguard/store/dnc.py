@@ -32,62 +32,46 @@ async def add_dnc(
 ) -> bool:
     """Put a number on a list; False when it already was there (the history still records the request).
 
-    A number ending in ``*`` is a wildcard: every number starting with the digits before it.
+    A number ending in ``*`` is a wildcard: every number starting with the digits before it (a
+    wildcard does not expire).
     """
-    if number.endswith("*"):
-        return await _add_prefix(conn, number[:-1], list_name, source, evidence or {}, actor)
+    evidence = evidence or {}
     async with conn.transaction():
-        added = await conn.fetchval(
-            """INSERT INTO dnc_entries (list_name, number, source, evidence, added_by, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (number, list_name) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                 WHERE dnc_entries.expires_at IS NOT NULL AND dnc_entries.expires_at <= now()
-               RETURNING true""",
-            list_name,
-            number,
-            source,
-            evidence or {},
-            actor,
-            expires_at,
-        )
+        if number.endswith("*"):
+            added = await conn.fetchval(
+                """INSERT INTO dnc_prefixes (list_name, prefix, source, evidence, added_by)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+                list_name,
+                number[:-1],
+                source,
+                evidence,
+                actor,
+            )
+        else:
+            added = await conn.fetchval(
+                """INSERT INTO dnc_entries (list_name, number, source, evidence, added_by, expires_at)
+                   VALUES ($1, $2, $3, $4, $5, $6)
+                   ON CONFLICT (number, list_name) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                     WHERE dnc_entries.expires_at IS NOT NULL AND dnc_entries.expires_at <= now()
+                   RETURNING true""",
+                list_name,
+                number,
+                source,
+                evidence,
+                actor,
+                expires_at,
+            )
         await conn.execute(
             """INSERT INTO dnc_history (list_name, number, action, source, evidence, actor)
                VALUES ($1, $2, 'add', $3, $4, $5)""",
             list_name,
             number,
             source,
-            evidence or {},
+            evidence,
             actor,
         )
         detail = {"list": list_name, "source": source, "added": bool(added)}
         await record_audit(conn, actor=actor, action="dnc.add", subject=number, detail=detail)
-    return bool(added)
-
-
-async def _add_prefix(
-    conn: Connection, prefix: str, list_name: str, source: str, evidence: dict[str, Any], actor: str
-) -> bool:
-    async with conn.transaction():
-        added = await conn.fetchval(
-            """INSERT INTO dnc_prefixes (list_name, prefix, source, evidence, added_by)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
-            list_name,
-            prefix,
-            source,
-            evidence,
-            actor,
-        )
-        await conn.execute(
-            """INSERT INTO dnc_history (list_name, number, action, source, evidence, actor)
-               VALUES ($1, $2, 'add', $3, $4, $5)""",
-            list_name,
-            prefix + "*",
-            source,
-            evidence,
-            actor,
-        )
-        detail = {"list": list_name, "source": source, "added": bool(added)}
-        await record_audit(conn, actor=actor, action="dnc.add", subject=prefix + "*", detail=detail)
     return bool(added)
 
 
