@@ -160,6 +160,8 @@ def test_every_rule_names_its_source() -> None:
             assert layer.roaming.source.citation
         if layer.all_party_consent is not None:
             assert layer.all_party_consent.citation
+        if layer.emergency is not None:
+            assert layer.emergency.source.citation
 
 
 XX = '[pack]\ncountry = "XX"\n'
@@ -175,6 +177,8 @@ def write_packs(tmp_path: Path, extra: str, name: str = "XX.toml") -> Path:
     ("pack", "key", "why"),
     [
         (XX + '[hours\n', "(syntax)", ""),
+        (XX + '[emergency]\npurposes = ["marketing"]\n', "emergency.source", "legal source"),
+        (XX + '[emergency]\npurposes = []\nsource = "s"\n', "emergency.purposes", "must list"),
         (
             XX + '[hours]\nsource = "s"\nall = ["08:00-21:00"]\nholidays = []\n'
             'moving_holidays = ["easter_egg"]\n',
