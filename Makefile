@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench prompts clean
+.PHONY: run test test-now test-future lint typecheck unit bench prompts clean
 
 # The virtualenv is rebuilt when pyproject.toml changes (dependencies live there and only there).
 $(BIN)/python:
@@ -27,8 +27,16 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck
+test: lint typecheck test-now test-future
+
+test-now: $(VENV)/.installed
 	$(BIN)/pytest -q
+
+# The whole suite again with the clock two years ahead (Debian's faketime moves this process, the CLI
+# subprocesses and the embedded PostgreSQL alike): no test and no code path may lean on today's date.
+test-future: $(VENV)/.installed
+	@command -v faketime >/dev/null || { echo "make test-future needs Debian's faketime: apt-get install faketime" >&2; exit 2; }
+	faketime -f +2y $(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/gate_latency.py

@@ -111,7 +111,7 @@ async def _run(args: argparse.Namespace, dsn: str, tmp_dir: Path) -> None:
             generated = time.perf_counter() - t0
             report = await import_registry(
                 conn, file_chunks(path), registry="us_national", fmt=FileFormat.US_REGISTRY,
-                list_date=date(2026, 11, 20), actor="bench",
+                list_date=date(2026, 11, 20), now=NOW, actor="bench",
             )  # fmt: skip
             path.unlink()
             table = f"dnc_registry_numbers_v{report.version_id}"

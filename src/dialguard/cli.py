@@ -15,14 +15,15 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 
-from dialguard import __version__, clock
-from dialguard.clock import system_clock
+from dialguard import __version__
+from dialguard.clock import Clock, system_clock
+from dialguard.clock import parse_instant as parse_iso_instant
 from dialguard.config import ConfigError, Settings, load_settings
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import JournalError
@@ -53,9 +54,19 @@ class Parser(argparse.ArgumentParser):
 def parse_instant(text: str) -> datetime:
     """``--at``: ISO-8601 with an offset (``2026-11-23T20:30:00-07:00`` or ``...Z``)."""
     try:
-        return clock.parse_instant(text)
+        return parse_iso_instant(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_day(text: str) -> date:
+    """``--date``: a calendar day, YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-11-20"
+        ) from None
 
 
 # ---------------------------------------------------------------- database access
@@ -105,14 +116,14 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
 # ---------------------------------------------------------------- commands
 
 
-async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_serve(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.app import serve
 
     await serve(settings)
     return EXIT_OK
 
 
-async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_migrate(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     dsn = await resolve_dsn(settings.database)
     conn = await asyncpg.connect(dsn)
     try:
@@ -123,25 +134,27 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_check(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.app import build_gate
     from dialguard.gate import CheckRequest
 
+    try:
+        request = CheckRequest(
+            number=args.number,
+            campaign=args.campaign,
+            record=args.record,
+            at=args.at,
+            lead_subdivision=args.lead_state,
+            channel="cli",
+        )
+    except ValueError as exc:
+        raise UsageError(f"--at with --record: {exc}") from None
     async with (
         database(settings) as pool,
-        open_roaming(settings.hlr, pool=pool, clock=system_clock) as roaming,
+        open_roaming(settings.hlr, pool=pool, clock=clock) as roaming,
     ):
-        gate = build_gate(settings, pool, system_clock, roaming)
-        result = await gate.check(
-            CheckRequest(
-                number=args.number,
-                campaign=args.campaign,
-                record=args.record,
-                at=args.at,
-                lead_subdivision=args.lead_state,
-                channel="cli",
-            )
-        )
+        gate = build_gate(settings, pool, clock, roaming)
+        result = await gate.check(request)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -166,7 +179,7 @@ def format_decision(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def cmd_campaign_add(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_campaign_add(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     async with database(settings) as pool, pool.acquire() as conn:
         try:
             c = await campaign_store.add_campaign(conn, name=args.name, purpose=Purpose(args.purpose))
@@ -180,7 +193,7 @@ async def cmd_campaign_add(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_campaign_list(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_campaign_list(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     async with database(settings) as pool, pool.acquire() as conn:
         rows = await campaign_store.list_campaigns(conn)
     for c in rows:
@@ -193,7 +206,7 @@ async def cmd_campaign_list(settings: Settings, args: argparse.Namespace) -> int
     return EXIT_OK
 
 
-async def cmd_consent_add(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_consent_add(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     number = _normalise(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
         if args.campaign and await campaign_store.get_campaign(conn, args.campaign) is None:
@@ -205,6 +218,7 @@ async def cmd_consent_add(settings: Settings, args: argparse.Namespace) -> int:
             number=number,
             kind=args.kind,
             source=args.source,
+            at=clock(),
             purpose=Purpose(args.purpose) if args.purpose else None,
             campaign=args.campaign,
             expires_at=args.expires,
@@ -222,19 +236,19 @@ def _consent_evidence(args: argparse.Namespace) -> dict[str, str]:
     return {k: v for k, v in fields.items() if v}
 
 
-async def cmd_consent_revoke(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_consent_revoke(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     number = _normalise(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
-        await consent_store.revoke_consent(conn, number=number, source=args.source)
+        await consent_store.revoke_consent(conn, number=number, source=args.source, at=clock())
     print(f"every consent of {number} is revoked from now on")
     return EXIT_OK
 
 
-async def cmd_consent_list(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_consent_list(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     number = _normalise(settings, args.number) if args.number else None
     async with database(settings) as pool, pool.acquire() as conn:
         rows = await consent_store.list_consents(conn, number)
-    now = system_clock()
+    now = clock()
     for r in rows:
         state = (
             "revoked"
@@ -253,25 +267,25 @@ async def cmd_consent_list(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_dnc_add(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_dnc_add(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     number = _normalise_entry(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
         added = await dnc_store.add_dnc(
-            conn, number=number, list_name=args.list, source=args.source, expires_at=args.expires
+            conn, number=number, at=clock(), list_name=args.list, source=args.source, expires_at=args.expires
         )
     print(f"{number} {'added to' if added else 'was already on'} the {args.list} do-not-call list")
     return EXIT_OK
 
 
-async def cmd_dnc_remove(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_dnc_remove(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     number = _normalise_entry(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
-        removed = await dnc_store.remove_dnc(conn, number=number, list_name=args.list)
+        removed = await dnc_store.remove_dnc(conn, number=number, at=clock(), list_name=args.list)
     print(f"{number} {'removed from' if removed else 'was not on'} the {args.list} do-not-call list")
     return EXIT_OK
 
 
-async def cmd_dnc_list(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_dnc_list(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     async with database(settings) as pool, pool.acquire() as conn:
         rows = await dnc_store.list_dnc(conn, args.list, args.limit)
     for r in rows:
@@ -281,14 +295,27 @@ async def cmd_dnc_list(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_dnc_import(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     from dialguard.app import build_rulebook
     from dialguard.dnc_files import FileFormat, WrongFormat
-    from dialguard.store.registry import ImportRefused, import_list
+    from dialguard.policy.model import is_company_list
+    from dialguard.store.registry import ImportRefused, check_list_date, import_list
 
     path: Path = args.file
+    now = clock()
+    if not is_company_list(args.list):
+        # Before anything is read or drawn: a national list's freshness counts from the publisher's date.
+        if args.date is None:
+            raise UsageError(
+                f"{args.list} is a national list: give the publisher's date of the data with --date "
+                "YYYY-MM-DD (its freshness rule counts from it, not from the import day)"
+            )
+        try:
+            check_list_date(args.date, now)
+        except ImportRefused as exc:
+            raise UsageError(str(exc)) from None
     size = await _input_size(path)
     fmt = FileFormat(args.format)
     lapse_after = build_rulebook(settings).entry_lifetime(args.list)
@@ -303,7 +330,7 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
             chunks = _file_chunks(path)
             try:
                 report = await import_list(
-                    conn, chunks, list_name=args.list, fmt=fmt, list_date=args.date or date.today(),
+                    conn, chunks, list_name=args.list, fmt=fmt, list_date=args.date, now=now,
                     actor="cli", source_file=str(path), default_region=settings.numbers.default_region,
                     max_reject_ratio=args.max_broken / 100, lapse_after=lapse_after, progress=advance,
                 )  # fmt: skip
@@ -326,12 +353,12 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_dnc_lists(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_dnc_lists(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.store.registry import registry_status
 
     async with database(settings) as pool, pool.acquire() as conn:
         rows = await registry_status(conn)
-    today = date.today()
+    today = clock().astimezone(UTC).date()  # list dates are UTC days, as the freshness rule counts them
     for r in rows:
         if r["version_id"] is None:
             print(f"{r['name']:<14} no live version")
@@ -346,7 +373,7 @@ async def cmd_dnc_lists(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_scrub(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_scrub(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     import csv
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -378,9 +405,9 @@ async def cmd_scrub(settings: Settings, args: argparse.Namespace) -> int:
 
             async with (
                 database(settings) as pool,
-                open_roaming(settings.hlr, pool=pool, clock=system_clock) as roaming,
+                open_roaming(settings.hlr, pool=pool, clock=clock) as roaming,
             ):
-                gate = build_gate(settings, pool, system_clock, roaming)
+                gate = build_gate(settings, pool, clock, roaming)
                 summary = await Scrubber(gate=gate, campaign=args.campaign, at=args.at).run(rows(), emit)
     except (ScrubError, csv.Error, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot scrub {path}: {exc}") from None
@@ -409,7 +436,7 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-async def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_token_create(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.store.tokens import Role, create_token
 
     async with database(settings) as pool, pool.acquire() as conn:
@@ -429,28 +456,28 @@ async def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_token_revoke(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.store.tokens import revoke_token
 
     async with database(settings) as pool, pool.acquire() as conn:
-        revoked = await revoke_token(conn, name=args.name)
+        revoked = await revoke_token(conn, name=args.name, at=clock())
     print(f"token {args.name!r} {'revoked' if revoked else 'was not active'}")
     return EXIT_OK
 
 
-async def cmd_complaint_add(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_complaint_add(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.store.complaints import file_complaint
 
     number = _normalise(settings, args.number)
     async with database(settings) as pool, pool.acquire() as conn:
         complaint_id = await file_complaint(
-            conn, number=number, channel=args.channel, note=args.note, campaign=args.campaign
+            conn, number=number, channel=args.channel, at=clock(), note=args.note, campaign=args.campaign
         )
     print(f"complaint {complaint_id}: {number} revoked every consent and is on the internal do-not-call list")
     return EXIT_OK
 
 
-async def cmd_emergency_add(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_emergency_add(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.app import build_rulebook
     from dialguard.store.emergencies import declare_emergency
 
@@ -458,7 +485,7 @@ async def cmd_emergency_add(settings: Settings, args: argparse.Namespace) -> int
     layer = build_rulebook(settings).subdivisions.get(area)
     if layer is None:
         raise UsageError(f"{args.area!r} is not a subdivision the packs know; write it as US-NY")
-    starts_at = args.start or system_clock()
+    starts_at = args.start or clock()
     if args.until <= starts_at:
         raise UsageError("--until must come after the start")
     prefixes = [_emergency_prefix(raw) for raw in args.prefix]
@@ -490,11 +517,11 @@ def _emergency_prefix(raw: str) -> str:
     return wildcard.removesuffix("*")
 
 
-async def cmd_emergency_list(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_emergency_list(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.store.emergencies import list_emergencies
 
     async with database(settings) as pool, pool.acquire() as conn:
-        rows = await list_emergencies(conn, now=system_clock(), include_ended=args.all)
+        rows = await list_emergencies(conn, now=clock(), include_ended=args.all)
     for r in rows:
         where = ", ".join(r["prefixes"]) or "whole area"
         during = f"{r['starts_at']:%Y-%m-%d %H:%M %Z} to {r['ends_at']:%Y-%m-%d %H:%M %Z}"
@@ -504,22 +531,22 @@ async def cmd_emergency_list(settings: Settings, args: argparse.Namespace) -> in
     return EXIT_OK
 
 
-async def cmd_emergency_end(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_emergency_end(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.store.emergencies import end_emergency
 
     async with database(settings) as pool, pool.acquire() as conn:
-        ended = await end_emergency(conn, args.id, at=system_clock(), actor="cli")
+        ended = await end_emergency(conn, args.id, at=clock(), actor="cli")
     if not ended:
         raise UsageError(f"no emergency {args.id} in force (dialguard emergency list --all)")
     print(f"emergency {args.id} lifted now")
     return EXIT_OK
 
 
-async def cmd_hlr_lookup(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_hlr_lookup(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     number = _normalise(settings, args.number)
     async with (
         database(settings) as pool,
-        open_roaming(settings.hlr, pool=pool, clock=system_clock) as roaming,
+        open_roaming(settings.hlr, pool=pool, clock=clock) as roaming,
     ):
         if roaming is None:
             raise UsageError("no HLR provider configured: set hlr.provider to http or file (README, Roaming)")
@@ -536,7 +563,7 @@ async def cmd_hlr_lookup(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if fact.status != "unknown" else EXIT_ERROR
 
 
-async def cmd_journal_status(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_journal_status(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.journal import OptOutJournal
 
     journal = OptOutJournal(settings.calls.journal_path)
@@ -551,7 +578,7 @@ async def cmd_journal_status(settings: Settings, args: argparse.Namespace) -> in
     return EXIT_OK
 
 
-async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_verify(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     async with database(settings) as pool, pool.acquire() as conn:
         sealed = await seal(conn) or {}
         report = await verify(conn)
@@ -566,7 +593,7 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_ERROR
 
 
-async def cmd_rules_show(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_rules_show(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.app import build_rulebook
     from dialguard.rules.explain import show
 
@@ -574,7 +601,7 @@ async def cmd_rules_show(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_rules_explain(settings: Settings, args: argparse.Namespace) -> int:
+async def cmd_rules_explain(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from dialguard.app import build_rulebook
     from dialguard.numbers import parse_number
     from dialguard.rules.explain import explain
@@ -595,7 +622,7 @@ async def cmd_rules_explain(settings: Settings, args: argparse.Namespace) -> int
         explain(
             build_rulebook(settings),
             number,
-            args.at or system_clock(),
+            args.at or clock(),
             purpose,
             lead_subdivision=args.lead_state,
         )
@@ -606,7 +633,7 @@ async def cmd_rules_explain(settings: Settings, args: argparse.Namespace) -> int
 # ---------------------------------------------------------------- parser
 
 
-Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Settings, argparse.Namespace, Clock], Awaitable[int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -722,8 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--format", required=True, choices=["us-registry", "us-registry-changes", "tps", "csv"])
     di.add_argument(
         "--date",
-        type=date.fromisoformat,
-        help="the date of the data (default today): freshness counts from it",
+        type=parse_day,
+        help="the publisher's date of the data, YYYY-MM-DD: required for a national list, whose "
+        "freshness (e.g. 31 days for us_national) counts from it",
     )
     di.add_argument(
         "--max-broken", type=float, default=1.0, help="percent of broken lines tolerated (default 1)"
@@ -850,7 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Commands print their own results; library chatter below warnings would only confuse.
         logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        code: int = asyncio.run(args.func(settings, args))
+        code: int = asyncio.run(args.func(settings, args, system_clock))
         return code
     except UsageError as exc:
         print(f"dialguard: {exc}", file=sys.stderr)

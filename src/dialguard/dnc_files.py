@@ -124,7 +124,9 @@ class LineParser:
             )
         self.format = fmt
         self.default_region = default_region
-        self.lapsed_on_or_before = (as_of or date.today()) - lapse_after if lapse_after else None
+        if lapse_after is not None and as_of is None:
+            raise ValueError("a lapsing list needs the date to count lapses from (as_of)")
+        self.lapsed_on_or_before = as_of - lapse_after if lapse_after and as_of else None
         self.line = 0  # lines consumed so far (1-based numbers in rejects)
         self._csv_column: int | None = None
         self._registered_column: int | None = None

@@ -57,6 +57,13 @@ class CheckRequest:
     channel: str = "cli"  # agi, http, cli, scrub: kept as evidence
     keep: bool = True  # False: a lead-list scrub's look-ahead, not stored (its output file is its record)
 
+    def __post_init__(self) -> None:
+        if self.record and self.at is not None:
+            # An attempt dated in the past would drop out of the caps' windows early.
+            raise ValueError(
+                "a recorded check counts as a call placed now: it cannot be judged at another time"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class _Call:

@@ -50,7 +50,7 @@ async def test_check_allows_a_consented_number_and_sets_every_variable(
 ) -> None:
     async with pool.acquire() as conn:
         await consent.grant_consent(
-            conn, number=PL_MOBILE, kind="express", source="web_form", purpose=Purpose.MARKETING,
+            conn, at=NOON, number=PL_MOBILE, kind="express", source="web_form", purpose=Purpose.MARKETING,
             granted_at=NOON - timedelta(days=1),
         )  # fmt: skip
     server = await start_server(agi_routes(gate=gate_for(pool)))
@@ -77,7 +77,7 @@ async def test_check_blocks_a_number_on_the_internal_list(
     pool: asyncpg.Pool, start_server: ServerFactory
 ) -> None:
     async with pool.acquire() as conn:
-        await dnc.add_dnc(conn, number=PL_MOBILE, source="complaint")
+        await dnc.add_dnc(conn, at=NOON, number=PL_MOBILE, source="complaint")
     server = await start_server(agi_routes(gate=gate_for(pool)))
     run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE)
     assert run.variables["DIALGUARD_VERDICT"] == "BLOCK"

@@ -55,6 +55,7 @@ async def load(
             registry=registry,
             fmt=fmt,
             list_date=list_date,
+            now=NOW,
             actor="test",
             max_reject_ratio=0.5,
         )
@@ -87,7 +88,7 @@ async def marketing(pool: asyncpg.Pool) -> asyncpg.Pool:
         await campaigns.add_campaign(conn, name="notices", purpose=Purpose.INFORMATIONAL)
         for number in (LISTED, CLEAN):
             await consent.grant_consent(
-                conn, number=number, kind="express", source="call", purpose=Purpose.MARKETING,
+                conn, at=NOW, number=number, kind="express", source="call", purpose=Purpose.MARKETING,
                 granted_at=NOW - timedelta(days=10),
             )  # fmt: skip
     return pool
@@ -109,7 +110,7 @@ async def test_a_written_agreement_exempts_from_the_national_list_but_never_from
     await load(marketing, b"2125550100\n")
     async with marketing.acquire() as conn:
         cid = await consent.grant_consent(
-            conn, number=LISTED, kind="written_agreement", source="paper", purpose=Purpose.MARKETING,
+            conn, at=NOW, number=LISTED, kind="written_agreement", source="paper", purpose=Purpose.MARKETING,
             granted_at=NOW - timedelta(days=1), evidence={"document": "contract-17.pdf"},
         )  # fmt: skip
     reason, reasons = await check(marketing, LISTED)
@@ -118,7 +119,7 @@ async def test_a_written_agreement_exempts_from_the_national_list_but_never_from
         {**reasons["dnc.clear"]["exemptions"][0], "list": "us_national", "consent_id": cid}  # type: ignore[index]
     ]
     async with marketing.acquire() as conn:
-        await dnc.add_dnc(conn, number=LISTED, source="complaint")
+        await dnc.add_dnc(conn, at=NOW, number=LISTED, source="complaint")
     assert (await check(marketing, LISTED))[0] == "dnc.internal"
 
 
@@ -170,7 +171,7 @@ async def test_a_refused_import_leaves_the_live_version_and_nothing_behind(marke
         with pytest.raises(ImportRefused, match="2 of 10 lines are broken"):
             await import_registry(
                 conn, chunks(b"2125550111\n" * 8 + b"xx\nyy\n"), registry="us_national",
-                fmt=FileFormat.US_REGISTRY, list_date=TODAY, actor="test",
+                fmt=FileFormat.US_REGISTRY, list_date=TODAY, now=NOW, actor="test",
             )  # fmt: skip
     await only_this_version_is_left(marketing, live)
 
@@ -184,7 +185,7 @@ async def test_an_import_killed_half_way_leaves_the_old_version_live(
     env = {**os.environ, "DIALGUARD_DATABASE_DSN": db_dsn}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dialguard", "dnc", "import", str(fifo), "--list", "us_national",
-        "--format", "us-registry", env=env,
+        "--format", "us-registry", "--date", "2026-11-20", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     writer = await asyncio.to_thread(fifo.open, "wb")
@@ -209,19 +210,19 @@ async def test_an_import_killed_half_way_leaves_the_old_version_live(
 async def test_a_wildcard_blocks_a_whole_area_code(marketing: asyncpg.Pool) -> None:
     await load(marketing, b"3105550100\n")
     async with marketing.acquire() as conn:
-        assert await dnc.add_dnc(conn, number="+1212*", source="admin")
+        assert await dnc.add_dnc(conn, at=NOW, number="+1212*", source="admin")
     reason, reasons = await check(marketing, CLEAN)
     assert reason == "dnc.prefix"
     assert reasons["dnc.prefix"]["prefix"] == "+1212"
     async with marketing.acquire() as conn:
-        assert await dnc.remove_dnc(conn, number="+1212*")
+        assert await dnc.remove_dnc(conn, at=NOW, number="+1212*")
     assert (await check(marketing, CLEAN))[0] == "ok"
 
 
 async def test_a_campaign_list_binds_only_its_campaign(marketing: asyncpg.Pool) -> None:
     await load(marketing, b"3105550100\n")
     async with marketing.acquire() as conn:
-        await dnc.add_dnc(conn, number=CLEAN, list_name="campaign:spring")
+        await dnc.add_dnc(conn, at=NOW, number=CLEAN, list_name="campaign:spring")
     assert (await check(marketing, CLEAN, campaign="spring"))[0] == "dnc.internal"
     assert (await check(marketing, CLEAN, campaign="notices"))[0] == "ok"
 
@@ -229,8 +230,12 @@ async def test_a_campaign_list_binds_only_its_campaign(marketing: asyncpg.Pool) 
 async def test_an_expired_entry_no_longer_blocks(marketing: asyncpg.Pool) -> None:
     await load(marketing, b"3105550100\n")
     async with marketing.acquire() as conn:
-        await dnc.add_dnc(conn, number=CLEAN, list_name="tx_state", expires_at=NOW - timedelta(minutes=1))
-        await dnc.add_dnc(conn, number=LISTED, list_name="tx_state", expires_at=NOW + timedelta(days=1))
+        await dnc.add_dnc(
+            conn, at=NOW, number=CLEAN, list_name="tx_state", expires_at=NOW - timedelta(minutes=1)
+        )
+        await dnc.add_dnc(
+            conn, at=NOW, number=LISTED, list_name="tx_state", expires_at=NOW + timedelta(days=1)
+        )
     assert (await check(marketing, CLEAN))[0] == "ok"
     assert (await check(marketing, LISTED))[0] == "dnc.tx_state"
 
@@ -243,7 +248,7 @@ async def test_an_inquiry_exempts_for_three_months(
     await load(marketing, b"2125550100\n")
     async with marketing.acquire() as conn:
         await consent.grant_consent(
-            conn, number=LISTED, kind="ebr_inquiry", source="web_form", purpose=Purpose.MARKETING,
+            conn, at=NOW, number=LISTED, kind="ebr_inquiry", source="web_form", purpose=Purpose.MARKETING,
             granted_at=datetime.combine(inquired, datetime.min.time(), UTC),
         )  # fmt: skip
     assert (await check(marketing, LISTED))[0] == ("ok" if exempt else "dnc.us_national")
@@ -257,7 +262,7 @@ async def test_consent_revoked_on_one_gateway_blocks_the_next_check_on_another(
     try:
         assert (await check(other, CLEAN))[0] == "ok"
         async with marketing.acquire() as conn:
-            await consent.revoke_consent(conn, number=CLEAN, source="api")
+            await consent.revoke_consent(conn, at=NOW, number=CLEAN, source="api")
         result = await gate(other).check(CheckRequest(CLEAN, campaign="spring"))
     finally:
         await other.close()
@@ -274,7 +279,7 @@ async def test_an_import_runs_past_the_per_command_timeout_meant_for_calls(
         async with impatient.acquire() as conn:
             report = await import_registry(
                 conn, chunks(b"".join(b"212%07d\n" % n for n in range(2_000_000, 2_300_000))),
-                registry="us_national", fmt=FileFormat.US_REGISTRY, list_date=TODAY, actor="test",
+                registry="us_national", fmt=FileFormat.US_REGISTRY, list_date=TODAY, now=NOW, actor="test",
             )  # fmt: skip
     finally:
         await impatient.close()
@@ -289,7 +294,7 @@ async def test_a_second_import_of_the_same_list_is_refused_while_one_runs(market
             with pytest.raises(ImportRefused, match="another import of us_national is running"):
                 await import_registry(
                     conn, chunks(b"2125550111\n"), registry="us_national", fmt=FileFormat.US_REGISTRY,
-                    list_date=TODAY, actor="test",
+                    list_date=TODAY, now=NOW, actor="test",
                 )  # fmt: skip
     await only_this_version_is_left(marketing, live)
 
@@ -303,7 +308,7 @@ async def test_the_texas_list_skips_lapsed_registrations_and_binds_texas_numbers
     async with marketing.acquire() as conn:
         for number in (listed, lapsed):
             await consent.grant_consent(
-                conn, number=number, kind="express", source="call", purpose=Purpose.MARKETING,
+                conn, at=NOW, number=number, kind="express", source="call", purpose=Purpose.MARKETING,
                 granted_at=NOW - timedelta(days=10),
             )  # fmt: skip
     tx = tmp_path / "texas.csv"
@@ -317,7 +322,7 @@ async def test_the_texas_list_skips_lapsed_registrations_and_binds_texas_numbers
     assert (await check(marketing, lapsed))[0] == "ok"
     # A file without registration dates cannot say what has lapsed: refused, the live version stands.
     code, _, err = await dialguard(
-        db_dsn, "dnc", "import", str(tx), "--list", "us_tx", "--format", "us-registry"
+        db_dsn, "dnc", "import", str(tx), "--list", "us_tx", "--format", "us-registry", "--date", "2026-11-22"
     )
     assert code != 0 and "import refused, nothing changed" in err and "registered_on" in err
     assert (await check(marketing, listed))[0] == "dnc.us_tx"

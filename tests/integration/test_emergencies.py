@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from dialguard.clock import fixed_clock
+from dialguard.clock import fixed_clock, system_clock
 from dialguard.dnc_files import FileFormat
 from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Purpose
@@ -39,12 +39,12 @@ async def marketing(pool: asyncpg.Pool) -> asyncpg.Pool:
         await campaigns.add_campaign(conn, name="spring", purpose=Purpose.MARKETING)
         for number in (BUFFALO, MANHATTAN):
             await consent.grant_consent(
-                conn, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
+                conn, at=NOW, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
                 granted_at=NOW - timedelta(days=10),
             )  # fmt: skip
         await import_registry(
             conn, one_list(), registry="us_national", fmt=FileFormat.US_REGISTRY,  # type: ignore[arg-type]
-            list_date=NOW.date(), actor="test",
+            list_date=NOW.date(), now=NOW, actor="test",
         )  # fmt: skip
     return pool
 
@@ -75,13 +75,18 @@ async def test_a_declared_emergency_blocks_marketing_into_its_area_codes_until_i
     assert await check(marketing, BUFFALO, at=NOW + timedelta(hours=2)) == ("ok", None)
 
 
+# Every case names its start: a declaration without --from begins at the command's "now", and a fixed
+# --until would then fall in the past once the calendar passes it (as it once did, failing every CI run).
+FROM = ["--from", "2026-11-23T00:00:00Z"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["New York", "--until", "2026-11-24T17:00:00Z"], "not a subdivision the packs know"),
-        (["US-NY", "--until", "2026-11-24T17:00:00"], "no UTC offset"),
+        (["New York", *FROM, "--until", "2026-11-24T17:00:00Z"], "not a subdivision the packs know"),
+        (["US-NY", *FROM, "--until", "2026-11-24T17:00:00"], "no UTC offset"),
         (["US-NY", "--from", "2026-11-25T00:00:00Z", "--until", "2026-11-24T17:00:00Z"], "must come after"),
-        (["US-NY", "--until", "2026-11-24T17:00:00Z", "--prefix", "716"], "--prefix '716'"),
+        (["US-NY", *FROM, "--until", "2026-11-24T17:00:00Z", "--prefix", "716"], "--prefix '716'"),
     ],
 )
 async def test_a_bad_declaration_is_refused_and_nothing_is_stored(
@@ -91,6 +96,21 @@ async def test_a_bad_declaration_is_refused_and_nothing_is_stored(
     assert code == 2 and message in err
     async with marketing.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM emergencies") == 0
+
+
+async def test_without_from_a_declaration_begins_at_the_commands_now(
+    marketing: asyncpg.Pool, db_dsn: str
+) -> None:
+    # The command's clock is the wall clock: this test reads it too, so it holds on any day (and under
+    # faketime, which moves both).
+    before = system_clock()
+    until = (before + timedelta(days=1)).isoformat()
+    code, _, err = await dialguard(db_dsn, "emergency", "add", "US-NY", "--until", until, "--reason", "x")
+    after = system_clock()
+    assert code == 0, err
+    async with marketing.acquire() as conn:
+        starts_at = await conn.fetchval("SELECT starts_at FROM emergencies")
+    assert before <= starts_at <= after
 
 
 async def test_one_called_off_before_it_begins_is_never_in_force(marketing: asyncpg.Pool) -> None:

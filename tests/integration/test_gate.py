@@ -32,7 +32,7 @@ def make_gate(pool: asyncpg.Pool, **kw: object) -> Gate:
 
 async def test_dnc_blocks_with_the_list_as_evidence(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        await dnc.add_dnc(conn, number=PL_MOBILE, source="complaint")
+        await dnc.add_dnc(conn, at=NOON, number=PL_MOBILE, source="complaint")
     result = await make_gate(pool).check(CheckRequest("+48 601 234 567"))
     assert result.verdict is Verdict.BLOCK
     assert result.decision.reason == "dnc.internal"
@@ -45,6 +45,7 @@ async def test_consented_number_inside_hours_is_allowed_and_stored(pool: asyncpg
     async with pool.acquire() as conn:
         cid = await consent.grant_consent(
             conn,
+            at=NOON,
             number=PL_MOBILE,
             kind="express",
             source="web_form",
@@ -77,13 +78,14 @@ async def test_revoked_consent_blocks_the_next_check(pool: asyncpg.Pool) -> None
     async with pool.acquire() as conn:
         await consent.grant_consent(
             conn,
+            at=NOON,
             number=PL_MOBILE,
             kind="express",
             source="api",
             purpose=Purpose.MARKETING,
             granted_at=NOON - timedelta(days=1),
         )
-        await consent.revoke_consent(conn, number=PL_MOBILE, source="dtmf")
+        await consent.revoke_consent(conn, at=NOON, number=PL_MOBILE, source="dtmf")
     # The revocation happened "now" in database time, which is after NOON only in real life:
     # judge at the real present so the revocation is in the past.
     gate = Gate(

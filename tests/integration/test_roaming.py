@@ -152,7 +152,7 @@ async def prepared(pool: asyncpg.Pool, **settings: object) -> None:
         await campaigns.add_campaign(conn, name="spring", purpose=Purpose.MARKETING, settings=dict(settings))
         for number in (PL_MOBILE, PL_LANDLINE, "+4915123456789"):
             await consent.grant_consent(
-                conn, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
+                conn, at=NOW, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
                 granted_at=NOW - timedelta(days=3),
             )  # fmt: skip
 
@@ -273,7 +273,7 @@ async def test_an_opt_out_that_arrives_while_the_vendor_answers_still_blocks(
 
     async def opt_out_meanwhile() -> None:
         async with pool.acquire() as conn:
-            await dnc.add_dnc(conn, number=PL_MOBILE, source="dtmf")
+            await dnc.add_dnc(conn, at=NOW, number=PL_MOBILE, source="dtmf")
 
     hlr.while_answering = opt_out_meanwhile
     result = await gate(pool, service(pool, hlr, session)).check(CheckRequest(PL_MOBILE, campaign="spring"))

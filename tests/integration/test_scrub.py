@@ -32,7 +32,7 @@ async def rows_of(*rows: list[str]) -> AsyncIterator[list[str]]:
 async def notices(pool: asyncpg.Pool) -> asyncpg.Pool:
     async with pool.acquire() as conn:
         await campaigns.add_campaign(conn, name="notices", purpose=Purpose.INFORMATIONAL)
-        await dnc.add_dnc(conn, number="+12125550199", source="complaint")
+        await dnc.add_dnc(conn, at=NOW, number="+12125550199", source="complaint")
     return pool
 
 
@@ -94,7 +94,12 @@ async def test_a_file_without_a_number_column_is_refused(notices: asyncpg.Pool) 
 async def test_scrub_from_the_command_line(notices: asyncpg.Pool, db_dsn: str, tmp_path: Path) -> None:
     async with notices.acquire() as conn:
         await consent.grant_consent(
-            conn, number="+48601234567", kind="express", source="web_form", purpose=Purpose.INFORMATIONAL
+            conn,
+            at=NOW,
+            number="+48601234567",
+            kind="express",
+            source="web_form",
+            purpose=Purpose.INFORMATIONAL,
         )
     leads = tmp_path / "leads.csv"
     leads.write_text('number,note\n+48 601 234 567,"two\nlines"\n+1 212 555 0199,x\n', encoding="utf-8")
@@ -120,13 +125,18 @@ async def test_the_batched_look_ahead_agrees_with_single_checks(notices: asyncpg
     # Every kind of fact the single query reads, for several numbers at once.
     async with notices.acquire() as conn:
         await campaigns.add_campaign(conn, name="spring", purpose=Purpose.MARKETING)
-        await dnc.add_dnc(conn, number="+1305*", source="admin")
-        await dnc.add_dnc(conn, number="+13125550100", list_name="campaign:spring")
+        await dnc.add_dnc(conn, at=NOW, number="+1305*", source="admin")
+        await dnc.add_dnc(conn, at=NOW, number="+13125550100", list_name="campaign:spring")
         await consent.grant_consent(
-            conn, number="+12125550142", kind="written_agreement", source="paper", purpose=Purpose.MARKETING
+            conn,
+            at=NOW,
+            number="+12125550142",
+            kind="written_agreement",
+            source="paper",
+            purpose=Purpose.MARKETING,
         )
         await consent.grant_consent(
-            conn, number="+48601234567", kind="express", source="web_form", purpose=Purpose.MARKETING
+            conn, at=NOW, number="+48601234567", kind="express", source="web_form", purpose=Purpose.MARKETING
         )
         await declare_emergency(
             conn, area="US-NY", starts_at=NOW - timedelta(days=1), ends_at=NOW + timedelta(days=1),

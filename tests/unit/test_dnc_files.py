@@ -126,7 +126,9 @@ def test_a_lapsing_list_needs_a_csv_with_registration_dates() -> None:
     with pytest.raises(WrongFormat, match="registered_on"):
         LineParser(FileFormat.US_REGISTRY, lapse_after=three_years)
     with pytest.raises(WrongFormat, match="needs a registered_on column"):
-        LineParser(FileFormat.CSV, lapse_after=three_years).feed(b"number\n+15125550100\n")
+        LineParser(FileFormat.CSV, lapse_after=three_years, as_of=date(2026, 11, 23)).feed(
+            b"number\n+15125550100\n"
+        )
     # Without a lifetime the column is not needed, and ignored when present.
     plain = LineParser(FileFormat.CSV).feed(b"number,registered_on\n+15125550100,1999-01-01\n")
     assert (plain.added, plain.lapsed) == (b"15125550100\n", 0)

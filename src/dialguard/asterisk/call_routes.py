@@ -264,6 +264,7 @@ class ConsentRoute:
                 number=ctx.record.number,
                 kind="verbal",
                 source="call",
+                at=self.calls.clock(),
                 purpose=ctx.purpose,
                 evidence=evidence,
                 actor="agi",

@@ -63,8 +63,8 @@ def _exempting_consent(facts: CallFacts, rule: ListRule | None, purpose: Purpose
     return max(valid, key=lambda c: c.granted_at, default=None)
 
 
-def _hit_detail(hit: DncHit, others: list[DncHit]) -> Detail:
-    return {
+def _hit_detail(hit: DncHit, others: list[DncHit], now: datetime) -> Detail:
+    detail: Detail = {
         "list": hit.list_name,
         "entry_id": hit.entry_id,
         "source": hit.source,
@@ -73,13 +73,22 @@ def _hit_detail(hit: DncHit, others: list[DncHit]) -> Detail:
         "prefix": hit.prefix,
         "also_on": sorted({h.list_name for h in others if h is not hit}),
     }
+    if hit.added_at > now:
+        # A dry run at an earlier instant: the entry still blocks (the safe side), and says why it is there.
+        detail["added_after_instant_judged"] = True
+    return detail
 
 
 def check_dnc(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> Reason:
     """The company's lists (never exempt) first, then wildcards, then national lists and their freshness."""
     registry_hits = [
         DncHit(
-            r.list_name, "registry", datetime.combine(r.list_date, time()), r.version_id, None, r.list_date
+            r.list_name,
+            "registry",
+            datetime.combine(r.list_date, time(), UTC),
+            r.version_id,
+            None,
+            r.list_date,
         )
         for r in facts.registries
         if r.hit
@@ -87,10 +96,10 @@ def check_dnc(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> Reas
     hits = [*facts.dnc_hits, *registry_hits]
     company = [h for h in hits if is_company_list(h.list_name) and h.prefix is None]
     if company:
-        return Reason("dnc.internal", False, _hit_detail(company[0], hits))
+        return Reason("dnc.internal", False, _hit_detail(company[0], hits, facts.now))
     prefixes = [h for h in hits if h.prefix is not None]
     if prefixes:
-        return Reason("dnc.prefix", False, _hit_detail(prefixes[0], hits))
+        return Reason("dnc.prefix", False, _hit_detail(prefixes[0], hits, facts.now))
     named = _list_rules(rules)
     binding = {n: r for n, r in named.items() if not r.purposes or purpose in r.purposes}
     exemptions: list[Detail] = []
@@ -101,7 +110,7 @@ def check_dnc(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> Reas
         if (consent := _exempting_consent(facts, rule, purpose)) is not None:
             exemptions.append({"list": hit.list_name, **_consent_detail(consent)})
             continue
-        listed = _hit_detail(hit, hits)
+        listed = _hit_detail(hit, hits, facts.now)
         if rule is not None:
             listed["source_of_rule"] = rule.source.as_detail()
         return Reason(f"dnc.{hit.list_name}", False, listed)
@@ -186,6 +195,13 @@ def check_consent(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> 
         "kinds_accepted": sorted(kinds) if kinds is not None else "any",
         "required_by": sources,
     }
+    later = [c for c in candidates if c.granted_at > facts.now]
+    if later:
+        # Judged at an instant before the consent was given (a dry run with --at): say so, or the
+        # "missing" consent that the ledger plainly holds would be a riddle.
+        first = min(later, key=lambda c: c.granted_at)
+        base["granted_after_instant_judged"] = _consent_detail(first)
+        candidates = [c for c in candidates if c.granted_at <= facts.now]
     if candidates:
         latest = max(candidates, key=lambda c: c.granted_at)
         if latest.revoked_at is not None:

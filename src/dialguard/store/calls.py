@@ -105,11 +105,15 @@ async def store_optout(conn: Connection, optout: OptOut, *, via: str, stored_at:
         if not fresh:
             return False
         evidence = {**optout.as_json(), "via": via}
+        # Both take the key press's own time: a replayed opt-out counts from when it was pressed.
         await add_dnc(
-            conn, number=optout.number, list_name=INTERNAL, source="dtmf", evidence=evidence, actor="agi"
-        )
+            conn, number=optout.number, at=optout.at, list_name=INTERNAL, source="dtmf",
+            evidence=evidence, actor="agi",
+        )  # fmt: skip
         # A key press is a revocation "by any reasonable means" (47 CFR 64.1200): consent goes too.
-        await revoke_consent(conn, number=optout.number, source="dtmf", evidence=evidence, actor="agi")
+        await revoke_consent(
+            conn, number=optout.number, source="dtmf", at=optout.at, evidence=evidence, actor="agi"
+        )
         stored = {"optout_id": str(optout.id), "via": via}
         await record_event(conn, optout.call_id, "optout.stored", stored, at=stored_at)
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from dialguard.policy.model import INTERNAL
@@ -16,6 +17,7 @@ async def file_complaint(
     *,
     number: str,
     channel: str,
+    at: datetime,
     note: str = "",
     campaign: str | None = None,
     actor: str = "cli",
@@ -23,18 +25,19 @@ async def file_complaint(
     """Revoke every consent of the number, put it on the internal list, keep the complaint: all or nothing."""
     async with conn.transaction():
         complaint_id: int = await conn.fetchval(
-            """INSERT INTO complaints (number, campaign, channel, note, created_by)
-               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            """INSERT INTO complaints (number, campaign, channel, note, created_by, received_at)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
             number,
             campaign,
             channel,
             note,
             actor,
+            at,
         )
         evidence = {"complaint_id": complaint_id, "channel": channel}
-        await revoke_consent(conn, number=number, source="complaint", evidence=evidence, actor=actor)
+        await revoke_consent(conn, number=number, source="complaint", at=at, evidence=evidence, actor=actor)
         await add_dnc(
-            conn, number=number, list_name=INTERNAL, source="complaint", evidence=evidence, actor=actor
+            conn, number=number, at=at, list_name=INTERNAL, source="complaint", evidence=evidence, actor=actor
         )
         await record_audit(
             conn, actor=actor, action="complaint.file", subject=number, detail={**evidence, "note": note}

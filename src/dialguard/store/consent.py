@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dialguard.policy.model import ConsentRecord, Purpose
@@ -53,6 +53,7 @@ async def grant_consent(
     number: str,
     kind: str,
     source: str,
+    at: datetime,
     purpose: Purpose | None = None,
     campaign: str | None = None,
     expires_at: datetime | None = None,
@@ -60,16 +61,20 @@ async def grant_consent(
     evidence: dict[str, Any] | None = None,
     actor: str = "cli",
 ) -> int:
-    """Record a grant; returns its id. ``purpose`` and ``campaign`` are the two ways to scope it."""
+    """Record a grant; returns its id. ``purpose`` and ``campaign`` are the two ways to scope it.
+
+    ``at`` is now by the caller's clock: the grant's date unless ``granted_at`` says it was given earlier.
+    """
     if (purpose is None) == (campaign is None):
         raise ValueError("a consent is scoped by a purpose or by a campaign, exactly one of them")
+    granted_at = granted_at or at
     if kind in EBR_MONTHS and expires_at is None:
-        expires_at = add_months(granted_at or datetime.now(UTC), EBR_MONTHS[kind])
+        expires_at = add_months(granted_at, EBR_MONTHS[kind])
     async with conn.transaction():
         consent_id: int = await conn.fetchval(
             """INSERT INTO consent_grants
                    (number, purpose, campaign, kind, source, evidence, granted_at, expires_at, created_by)
-               VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8, $9) RETURNING id""",
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
             number,
             str(purpose) if purpose else None,
             campaign,
@@ -91,20 +96,22 @@ async def revoke_consent(
     *,
     number: str,
     source: str,
+    at: datetime,
     consent_id: int | None = None,
     evidence: dict[str, Any] | None = None,
     actor: str = "cli",
 ) -> int:
-    """Withdraw one grant, or (``consent_id`` None) every grant of the number; effective at once."""
+    """Withdraw one grant, or (``consent_id`` None) every grant of the number; effective from ``at``."""
     async with conn.transaction():
         revocation_id: int = await conn.fetchval(
-            """INSERT INTO consent_revocations (number, consent_id, source, evidence, created_by)
-               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            """INSERT INTO consent_revocations (number, consent_id, source, evidence, created_by, revoked_at)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
             number,
             consent_id,
             source,
             evidence or {},
             actor,
+            at,
         )
         detail = {"revocation_id": revocation_id, "consent_id": consent_id, "source": source}
         await record_audit(conn, actor=actor, action="consent.revoke", subject=number, detail=detail)

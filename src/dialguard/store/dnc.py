@@ -24,6 +24,7 @@ async def add_dnc(
     conn: Connection,
     *,
     number: str,
+    at: datetime,
     list_name: str = INTERNAL,
     source: str = "cli",
     evidence: dict[str, Any] | None = None,
@@ -39,20 +40,23 @@ async def add_dnc(
     async with conn.transaction():
         if number.endswith("*"):
             added = await conn.fetchval(
-                """INSERT INTO dnc_prefixes (list_name, prefix, source, evidence, added_by)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+                """INSERT INTO dnc_prefixes (list_name, prefix, source, evidence, added_by, added_at)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
                 list_name,
                 number[:-1],
                 source,
                 evidence,
                 actor,
+                at,
             )
         else:
             added = await conn.fetchval(
-                """INSERT INTO dnc_entries (list_name, number, source, evidence, added_by, expires_at)
-                   VALUES ($1, $2, $3, $4, $5, $6)
-                   ON CONFLICT (number, list_name) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                     WHERE dnc_entries.expires_at IS NOT NULL AND dnc_entries.expires_at <= now()
+                """INSERT INTO dnc_entries
+                          (list_name, number, source, evidence, added_by, expires_at, added_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   ON CONFLICT (number, list_name) DO UPDATE
+                     SET expires_at = EXCLUDED.expires_at, added_at = EXCLUDED.added_at
+                     WHERE dnc_entries.expires_at IS NOT NULL AND dnc_entries.expires_at <= $7
                    RETURNING true""",
                 list_name,
                 number,
@@ -60,15 +64,17 @@ async def add_dnc(
                 evidence,
                 actor,
                 expires_at,
+                at,
             )
         await conn.execute(
-            """INSERT INTO dnc_history (list_name, number, action, source, evidence, actor)
-               VALUES ($1, $2, 'add', $3, $4, $5)""",
+            """INSERT INTO dnc_history (list_name, number, action, source, evidence, actor, at)
+               VALUES ($1, $2, 'add', $3, $4, $5, $6)""",
             list_name,
             number,
             source,
             evidence,
             actor,
+            at,
         )
         detail = {"list": list_name, "source": source, "added": bool(added)}
         await record_audit(conn, actor=actor, action="dnc.add", subject=number, detail=detail)
@@ -79,6 +85,7 @@ async def remove_dnc(
     conn: Connection,
     *,
     number: str,
+    at: datetime,
     list_name: str = INTERNAL,
     source: str = "cli",
     actor: str = "cli",
@@ -98,12 +105,13 @@ async def remove_dnc(
             )
         if removed:
             await conn.execute(
-                """INSERT INTO dnc_history (list_name, number, action, source, actor)
-                   VALUES ($1, $2, 'remove', $3, $4)""",
+                """INSERT INTO dnc_history (list_name, number, action, source, actor, at)
+                   VALUES ($1, $2, 'remove', $3, $4, $5)""",
                 list_name,
                 number,
                 source,
                 actor,
+                at,
             )
             await record_audit(
                 conn, actor=actor, action="dnc.remove", subject=number, detail={"list": list_name}

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,7 @@ DROP_LOCK_TIMEOUT = "2s"
 # them) run far past the pool's per-command timeout, which is sized for a call's facts: every statement
 # of an import, BEGIN and COMMIT included, gets hours instead.
 BULK_TIMEOUT = 6 * 3600.0
+EARLIEST_LIST_DATE = date(2000, 1, 1)  # before any national do-not-call register
 
 
 @asynccontextmanager
@@ -138,7 +139,8 @@ async def import_list(
     *,
     list_name: str,
     fmt: FileFormat,
-    list_date: date,
+    list_date: date | None,
+    now: datetime,
     actor: str,
     source_file: str | None = None,
     default_region: str = "US",
@@ -147,8 +149,12 @@ async def import_list(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """A company list (internal, campaign:NAME) gains the file's numbers as entries; any other name is
-    a national list, which the file replaces as its next version."""
+    a national list, which the file replaces as its next version.
+
+    A national list's freshness counts from the publisher's date, so ``list_date`` must be given for one
+    (none of the formats carries it): no silent default to the import day."""
     common: dict[str, Any] = {
+        "now": now,
         "fmt": fmt,
         "actor": actor,
         "source_file": source_file,
@@ -159,7 +165,26 @@ async def import_list(
     }
     if is_company_list(list_name):
         return await import_entries(conn, source, list_name=list_name, **common)
+    if list_date is None:
+        raise ImportRefused(
+            f"{list_name} is a national list: give the publisher's date of the data (--date YYYY-MM-DD, "
+            "or ?date= over HTTP); its freshness rule counts from that date, not from the import"
+        )
     return await import_registry(conn, source, registry=list_name, list_date=list_date, **common)
+
+
+def check_list_date(list_date: date, now: datetime) -> None:
+    """A publisher's date cannot lie in the future (it would make the list look fresher than it is)
+    nor before national lists existed; dates are UTC days, as the freshness rule counts them."""
+    today = now.astimezone(UTC).date()
+    if list_date > today:
+        raise ImportRefused(
+            f"the list's date {list_date} is after today ({today}, UTC): give the date of the data"
+        )
+    if list_date < EARLIEST_LIST_DATE:
+        raise ImportRefused(
+            f"the list's date {list_date} is before {EARLIEST_LIST_DATE}: give the date of the data"
+        )
 
 
 async def import_registry(
@@ -169,6 +194,7 @@ async def import_registry(
     registry: str,
     fmt: FileFormat,
     list_date: date,
+    now: datetime,
     actor: str,
     source_file: str | None = None,
     default_region: str = "US",
@@ -182,11 +208,12 @@ async def import_registry(
     ``list_date`` are skipped, and one that lapses later stays until the publisher's next file replaces
     the version: it blocks a little longer than the law asks, never shorter.
     """
+    check_list_date(list_date, now)
     report = ImportReport(registry=registry, list_date=list_date)
     parser = LineParser(fmt, default_region=default_region, lapse_after=lapse_after, as_of=report.list_date)
     collector = _Collector(parser, report, progress)
     started = time.perf_counter()
-    started_at = datetime.now().astimezone()
+    started_at = now
     async with _bulk_transaction(conn):
         await conn.execute(
             "INSERT INTO dnc_registries (name) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -280,6 +307,7 @@ async def import_entries(
     *,
     list_name: str,
     fmt: FileFormat,
+    now: datetime,
     actor: str,
     source_file: str | None = None,
     default_region: str = "US",
@@ -288,7 +316,7 @@ async def import_entries(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Add a file's numbers to a company list (internal, campaign:NAME) as entries, all or none."""
-    report = ImportReport(registry=list_name, list_date=datetime.now().date())
+    report = ImportReport(registry=list_name, list_date=now.astimezone(UTC).date())
     parser = LineParser(fmt, default_region=default_region, lapse_after=lapse_after, as_of=report.list_date)
     collector = _Collector(parser, report, progress)
     started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 from enum import StrEnum
 
 from dialguard.store.audit import record_audit
@@ -35,11 +36,12 @@ async def create_token(conn: Connection, *, name: str, role: Role, actor: str = 
     return token
 
 
-async def revoke_token(conn: Connection, *, name: str, actor: str = "cli") -> bool:
+async def revoke_token(conn: Connection, *, name: str, at: datetime, actor: str = "cli") -> bool:
     async with conn.transaction():
         revoked = await conn.fetchval(
-            "UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING true",
+            "UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL RETURNING true",
             name,
+            at,
         )
         if revoked:
             await record_audit(conn, actor=actor, action="token.revoke", subject=name)

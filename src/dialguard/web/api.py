@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import aiohttp
@@ -63,6 +63,11 @@ class Route:
 
 def caller(request: web.Request) -> str:
     return request[CALLER_KEY]
+
+
+def now(request: web.Request) -> datetime:
+    """The gateway's injected clock: what a write records as its time."""
+    return request.app[GATE_KEY].clock()
 
 
 def _number(request: web.Request, raw: str) -> str:
@@ -206,6 +211,7 @@ async def post_consent(request: web.Request) -> web.Response:
             number=number,
             kind=body["kind"],
             source=body["source"],
+            at=now(request),
             purpose=Purpose(body["purpose"]) if "purpose" in body else None,
             campaign=body.get("campaign"),
             granted_at=body.get("granted_at"),
@@ -224,6 +230,7 @@ async def post_revocation(request: web.Request) -> web.Response:
             conn,
             number=number,
             source=body["source"],
+            at=now(request),
             consent_id=body.get("consent_id"),
             evidence=body.get("evidence"),
             actor=caller(request),
@@ -267,6 +274,7 @@ async def post_dnc(request: web.Request) -> web.Response:
         added = await dnc.add_dnc(
             conn,
             number=number,
+            at=now(request),
             list_name=name,
             source=body.get("source", "api"),
             evidence=body.get("evidence"),
@@ -282,7 +290,7 @@ async def delete_dnc(request: web.Request) -> web.Response:
     name = str(body.get("list") or INTERNAL)
     async with request.app[POOL_KEY].acquire() as conn:
         removed = await dnc.remove_dnc(
-            conn, number=number, list_name=name, source="api", actor=caller(request)
+            conn, number=number, at=now(request), list_name=name, source="api", actor=caller(request)
         )
     if not removed:
         raise ApiError(404, "not_listed", f"{number} is not on {name}")
@@ -298,7 +306,7 @@ async def get_dnc_lists(request: web.Request) -> web.Response:
 IMPORT_QUERY = (
     Field("list", required=True, doc="us_national, uk_tps, internal, campaign:NAME ..."),
     Field("format", required=True, choices=tuple(str(f) for f in FileFormat)),
-    Field("date", doc="the date of the data, YYYY-MM-DD (default today)"),
+    Field("date", doc="the publisher's date of the data, YYYY-MM-DD: required for a national list"),
 )
 
 
@@ -308,7 +316,7 @@ async def post_dnc_import(request: web.Request) -> web.Response:
     if not query["list"] or query["format"] not in IMPORT_QUERY[1].choices:
         raise ApiError(400, "bad_query", "give ?list=NAME&format=" + "|".join(IMPORT_QUERY[1].choices))
     try:
-        list_date = date.fromisoformat(query["date"]) if query["date"] else date.today()
+        list_date = date.fromisoformat(query["date"]) if query["date"] else None
     except ValueError:
         raise ApiError(400, "bad_query", "date must be YYYY-MM-DD") from None
 
@@ -327,7 +335,8 @@ async def post_dnc_import(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL_KEY].acquire() as conn:
             report = await registry.import_list(
-                conn, chunks(), list_name=name, fmt=fmt, list_date=list_date, actor=caller(request),
+                conn, chunks(), list_name=name, fmt=fmt, list_date=list_date, now=now(request),
+                actor=caller(request),
                 default_region=region, lapse_after=lapse_after,
             )  # fmt: skip
     except WrongFormat as exc:
@@ -357,6 +366,7 @@ async def post_complaint(request: web.Request) -> web.Response:
             conn,
             number=number,
             channel=body["channel"],
+            at=now(request),
             note=body.get("note", ""),
             campaign=body.get("campaign"),
             actor=caller(request),
