@@ -221,6 +221,39 @@ async def test_520_usage_block_is_a_logged_command_error(start_server: ServerFac
     assert server.stats["command_error"] == 1
 
 
+async def test_gosub_interim_100_then_the_real_reply(start_server: ServerFactory) -> None:
+    """handle_gosub (app_stack.c) answers ``100 result=0 Trying...``, the 200 when the routine returns."""
+    seen: list[object] = []
+
+    async def gosub(session: AgiSession) -> None:
+        reply = await session.execute("GOSUB", "sub-tag", "s", "1", "spring,2026")
+        seen.append((reply.code, reply.result))
+        seen.append(await session.get_variable("GOSUB_RETVAL"))
+
+    server = await start_server({"r": gosub})
+    channel = Channel(subroutines={"sub-tag": lambda args: "|".join(args)})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r", channel=channel)
+    assert run.replies[:2] == ["100 result=0 Trying...", "200 result=0 Gosub complete"]
+    assert seen == [(200, "0"), "spring|2026"]
+    assert (run.status, server.stats["ok"]) == ("SUCCESS", 1)
+
+
+async def test_a_command_that_fails_on_a_live_channel_sets_agistatus_failure_by_itself(
+    start_server: ServerFactory,
+) -> None:
+    """res_agi's RESULT_FAILURE (a missing prompt, a GOSUB label not found): FAILURE though we end cleanly."""
+
+    async def missing(session: AgiSession) -> None:
+        await session.execute("GOSUB", "no-such-context", "s", "1")
+        await session.set_variable("AFTER", "yes")
+
+    server = await start_server({"r": missing})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
+    assert run.replies[0] == "200 result=-1 Gosub label not found"
+    assert (run.status, run.failure_line, run.variables["AFTER"]) == ("FAILURE", None, "yes")
+    assert server.stats["ok"] == 1
+
+
 async def test_get_variable_set_and_unset(start_server: ServerFactory) -> None:
     seen: list[str | None] = []
 

@@ -3,6 +3,7 @@
 Asterisk never times a FastAGI session out itself, so every read has a deadline and every session a
 lifetime; a peer outside the CIDR allow-list is closed before a byte is read; lines and the
 environment block are bounded. One bad session is logged and closed and never stalls the others.
+What the replies mean is decided in agi_protocol; this module only moves bytes and keeps time.
 """
 
 from __future__ import annotations
@@ -16,34 +17,34 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dialguard.asterisk.agi_protocol import (
+    AgiCommandError,
     AgiRequest,
+    ChannelHungUp,
+    CommandExchange,
     EnvironmentReader,
-    HangupNotice,
     LineSplitter,
     ProtocolError,
     Reply,
-    ReplyReader,
     digit_of,
     encode_command,
 )
+
+# Routes catch these from here; they are protocol facts, so they live in agi_protocol.
+__all__ = [
+    "AgiCommandError",
+    "AgiServer",
+    "AgiSession",
+    "ChannelHungUp",
+    "Handler",
+    "PeerClosed",
+    "PlaybackResult",
+]
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class ChannelHungUp(Exception):
-    """Asterisk answered 511: the channel is gone and this command cannot run on a dead channel."""
-
-
-class AgiCommandError(Exception):
-    """Asterisk answered 510 (unknown command) or 520 (bad syntax): a bug on our side, never the caller's."""
-
-    def __init__(self, command: str, reply: Reply) -> None:
-        super().__init__(f"{command!r} -> {reply.text}")
-        self.reply = reply
 
 
 class PeerClosed(Exception):
@@ -80,40 +81,32 @@ class AgiSession:
         self._writer = writer
         self._lines = lines
         self._pending: list[str] = list(pending)  # lines that came in behind the environment block
-        self._replies = ReplyReader()
         self._read_timeout = read_timeout
 
     async def execute(self, command: str, *args: str, reply_within: float | None = None) -> Reply:
-        """Send one command and return its reply; raise :class:`ChannelHungUp` on 511.
+        """Send one command and return its final reply; raise :class:`ChannelHungUp` on 511.
 
-        ``reply_within`` (seconds) overrides the read deadline for commands that wait on a person.
+        ``reply_within`` (seconds) overrides the deadline for the whole reply (interim lines included)
+        for commands that wait on a person.
         """
-        self._writer.write(encode_command(command, args))
-        await self._writer.drain()
-        while True:
-            line = await self._next_line(reply_within if reply_within is not None else self._read_timeout)
-            event = self._replies.feed_line(line)
-            if event is None:
-                continue
-            if isinstance(event, HangupNotice):
-                self.hung_up = True  # the real reply still follows
-                continue
-            if event.code == 511:
-                self.hung_up = True
-                raise ChannelHungUp(command)
-            if event.code in (510, 520):
-                raise AgiCommandError(command, event)
-            if not event.ok:
-                raise ProtocolError(f"unexpected reply to {command!r}: {event.text!r}")
-            return event
+        exchange = CommandExchange(command)
+        try:
+            # One deadline for the whole exchange: a peer dribbling interim lines cannot stretch it.
+            async with asyncio.timeout(reply_within if reply_within is not None else self._read_timeout):
+                self._writer.write(encode_command(command, args))
+                await self._writer.drain()
+                while (reply := exchange.feed_line(await self._next_line())) is None:
+                    pass
+        finally:
+            self.hung_up = self.hung_up or exchange.hung_up
+        return reply
 
-    async def _next_line(self, within: float) -> str:
-        async with asyncio.timeout(within):
-            while not self._pending:
-                data = await self._reader.read(READ_CHUNK)
-                if not data:
-                    raise PeerClosed("Asterisk closed the connection before replying")
-                self._pending.extend(self._lines.feed(data))
+    async def _next_line(self) -> str:
+        while not self._pending:
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                raise PeerClosed("Asterisk closed the connection before replying")
+            self._pending.extend(self._lines.feed(data))
         return self._pending.pop(0)
 
     # ------------------------------------------------------------ the commands we use
