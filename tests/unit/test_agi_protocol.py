@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dialguard.asterisk.agi_protocol import (
+    FAILURE_LINE,
     AgiCommandError,
     ChannelHungUp,
     CommandExchange,
@@ -120,7 +121,7 @@ def test_route_from_agi_request_when_no_script_line() -> None:
     assert request_from_env({"agi_request": "agi://10.0.0.5:4573/announce?lang=pl"}).route == "announce"
 
 
-@pytest.mark.parametrize("name", ["check_allow.txt", "gosub_trying.txt"])
+@pytest.mark.parametrize("name", ["check_allow.txt", "gosub_trying.txt", "usage_then_failure.txt"])
 def test_every_reply_in_a_transcript_ends_where_the_next_command_begins(name: str) -> None:
     exchanges, _ = dialog(name)
     assert exchanges
@@ -139,6 +140,15 @@ def test_gosub_transcript_interim_then_final() -> None:
     # A label not found is a 200 with result=-1 (and AGISTATUS=FAILURE on Asterisk's side), not an error.
     assert isinstance(missing, Reply) and missing.result_int == -1
     assert isinstance(gone, ChannelHungUp) and last.hung_up
+
+
+def test_usage_transcript_is_a_command_error_and_the_session_ends_in_failure() -> None:
+    exchanges, after_failure = dialog("usage_then_failure.txt")
+    _, outcome = run_exchange(*exchanges[-1])
+    assert isinstance(outcome, AgiCommandError) and outcome.reply.code == 520
+    assert "Usage: SET VARIABLE" in outcome.reply.text
+    # run_agi ends its loop and, with AGISIGHUP on (the default), says HANGUP once more before closing.
+    assert after_failure == ["HANGUP"]
 
 
 @pytest.mark.parametrize(
@@ -211,6 +221,12 @@ def test_nothing_may_follow_the_final_reply() -> None:
     exchange.feed_line("200 result=1")
     with pytest.raises(ProtocolError, match="already had its reply"):
         exchange.feed_line("200 result=1")
+
+
+def test_the_failure_line_is_what_run_agi_looks_for() -> None:
+    # run_agi: strncasecmp(buf, "failure", 7) == 0 ends the session with AGISTATUS=FAILURE.
+    assert FAILURE_LINE[:7].lower() == b"failure" and FAILURE_LINE.endswith(b"\n")
+    assert FAILURE_LINE.count(b"\n") == 1  # one line: nothing after it could be read as a command
 
 
 @pytest.mark.parametrize(

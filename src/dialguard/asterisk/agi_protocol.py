@@ -27,6 +27,9 @@ Then it waits for one command line at a time and answers each::
 When the caller hangs up, ``HANGUP`` arrives on a line of its own while Asterisk waits for a command;
 the reply to the command in flight, if any, still follows. :class:`CommandExchange` puts these
 together into one final reply per command.
+
+The gate may end the session with a line starting ``failure``: ``run_agi`` stops reading and the
+channel gets ``AGISTATUS=FAILURE`` (``strncasecmp(buf, "failure", 7)``; a plain end is ``SUCCESS``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 HANGUP_LINE = "HANGUP"
+# What res_agi's launch_script itself writes when a script cannot run; run_agi matches the first 7 bytes.
+FAILURE_LINE = b"failure\n"
 USAGE_START = re.compile(r"^520-")
 REPLY = re.compile(r"^(?P<code>\d{3}) ?(?P<rest>.*)$")
 RESULT = re.compile(r"^result=(?P<result>-?\S*)\s*(?:\((?P<data>.*)\))?\s*(?P<extras>.*)$")
