@@ -9,7 +9,13 @@ Faithful to the source where it matters to us:
   and every other one is answered ``511``.
 - ``parse_args``: words split on blanks, ``"`` toggles quoting, ``\\`` escapes the next character.
 - Replies: ``200 result=...`` per handler, ``510`` for an unknown command, a ``520-`` usage block.
-- ``AGISTATUS``: ``SUCCESS``; ``HANGUP`` when the channel went away; ``FAILURE`` on a ``failure`` line.
+  ``GOSUB`` (``apps/app_stack.c``, ``handle_gosub``) sends ``100 result=0 Trying...`` before the routine
+  runs and ``200 result=0 Gosub complete`` after it.
+- ``AGISTATUS`` as ``run_agi`` decides it and ``agi_exec_full`` sets it: ``SUCCESS``; ``HANGUP`` when the
+  channel went away, unless a failure came first; ``FAILURE`` on a line starting ``failure`` (any case:
+  ``strncasecmp(buf, "failure", 7)``), and when a command returns ``RESULT_FAILURE`` (a prompt that does
+  not exist, a GOSUB label not found) while the channel is still up or already dead, never because of a
+  hangup in progress.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ KNOWN = DEAD_SAFE | {
     ("channel", "status"),
     ("get", "data"),
     ("get", "option"),
+    ("gosub",),
     ("hangup",),
     ("stream", "file"),
     ("control", "stream", "file"),
@@ -61,6 +68,7 @@ USAGE = {
     ("get", "option"): " Usage: GET OPTION <filename> <escape_digits> [timeout]",
     ("wait", "for", "digit"): " Usage: WAIT FOR DIGIT <timeout>",
     ("verbose",): " Usage: VERBOSE <message> <level>",
+    ("gosub",): " Usage: GOSUB <context> <extension> <priority> [<optional-argument>]",
 }
 SAMPLES_PER_PROMPT = 16000  # what endpos reports for a prompt played to its end (2 s at 8 kHz)
 _uniqueids = itertools.count(1)
@@ -135,6 +143,8 @@ class Channel:
     hangup_in_prompt: int | None = None
     # Called as each prompt starts playing: the world may change while the callee listens.
     during_prompt: Callable[[], None] | None = None
+    # The dialplan GOSUB can run, by context: given the routine's arguments, what it sets GOSUB_RETVAL to.
+    subroutines: dict[str, Callable[[list[str]], str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = next(_uniqueids)
@@ -151,6 +161,7 @@ class AgiRun:
     commands: list[list[str]]  # argv of each command received, in order
     replies: list[str]  # every line sent after the environment block
     verbose: list[str]
+    failure_line: str | None = None  # the line that ended the session with AGISTATUS=FAILURE, as received
 
     @property
     def variables(self) -> dict[str, str]:
@@ -227,6 +238,7 @@ class _Dialog:
         self.run = run
         self.dead = False
         self.needhup = channel.hangup_after == 0
+        self.hanging_up = False  # ast_check_hangup(chan): the channel is going, run_agi has not seen it yet
         self.prompts = 0
         self.handlers: dict[tuple[str, ...], Callable[[list[str]], list[str]]] = {
             ("set", "variable"): self.set_variable,
@@ -246,16 +258,19 @@ class _Dialog:
             if self.needhup:
                 self.needhup = False
                 self.dead = True
-                self.run.status = "HANGUP"
+                self.hanging_up = False
+                if self.run.status == "SUCCESS":  # "if (!returnstatus) returnstatus = AGI_RESULT_HANGUP"
+                    self.run.status = "HANGUP"
                 await self.send(["HANGUP"])
             line = await self.reader.readline()
             if not line:
                 return  # "AGI Script completed"
             text = line.decode(errors="replace")
-            if text.lower().startswith("failure"):
+            if text[:7].lower() == "failure":
                 self.run.status = "FAILURE"
+                self.run.failure_line = text.rstrip("\n")
                 return
-            await self.send(self.handle(text.rstrip("\n")))
+            await self.send(await self.handle(text.rstrip("\n")))
             if self.channel.hangup_after is not None and len(self.run.commands) >= self.channel.hangup_after:
                 self.needhup = self.needhup or not self.dead
 
@@ -265,7 +280,12 @@ class _Dialog:
         with contextlib.suppress(ConnectionError):  # Asterisk writes and moves on; so do we
             await self.writer.drain()
 
-    def handle(self, text: str) -> list[str]:
+    def result_failure(self) -> None:
+        """A handler's ``RESULT_FAILURE``: AGISTATUS=FAILURE unless a hangup in progress explains it."""
+        if self.dead or not self.hanging_up:
+            self.run.status = "FAILURE"
+
+    async def handle(self, text: str) -> list[str]:
         argv = parse_args(text)
         self.run.commands.append(argv)
         words = tuple(a.lower() for a in argv)
@@ -274,6 +294,8 @@ class _Dialog:
             return ["510 Invalid or unknown command"]
         if self.dead and match not in DEAD_SAFE:
             return ["511 Command Not Permitted on a dead channel or intercept routine"]
+        if match == ("gosub",):
+            return await self.gosub(argv)
         handler = self.handlers.get(match)
         if handler is None:
             return ["200 result=0"]
@@ -315,9 +337,11 @@ class _Dialog:
         if self.channel.during_prompt is not None:
             self.channel.during_prompt()
         if self.channel.sounds is not None and name not in self.channel.sounds:
+            self.result_failure()  # "200 result=-1 endpos=0" and RESULT_FAILURE: the channel is fine
             return -1, 0
         if self.channel.hangup_in_prompt == self.prompts:
-            self.needhup = True
+            self.needhup = self.hanging_up = True
+            self.result_failure()  # the hangup explains the -1: AGISTATUS stays as it was
             return -1, SAMPLES_PER_PROMPT // 3
         if self.channel.dtmf and self.channel.dtmf[0] in escape:
             return ord(self.channel.dtmf.pop(0)), SAMPLES_PER_PROMPT // 2
@@ -336,6 +360,18 @@ class _Dialog:
         if result == 0 and self.channel.dtmf and self.channel.dtmf[0] in argv[3]:
             result = ord(self.channel.dtmf.pop(0))  # pressed during the wait after the prompt
         return [f"200 result={result} endpos={endpos}"]
+
+    async def gosub(self, argv: list[str]) -> list[str]:
+        if len(argv) not in (4, 5):
+            return self.usage(("gosub",))
+        routine = self.channel.subroutines.get(argv[1])
+        if routine is None:
+            self.result_failure()
+            return ["200 result=-1 Gosub label not found"]
+        # The interim line goes out on its own before the routine runs, as handle_gosub writes it.
+        await self.send(["100 result=0 Trying..."])
+        self.channel.variables["GOSUB_RETVAL"] = routine(argv[4].split(",") if len(argv) == 5 else [])
+        return ["200 result=0 Gosub complete"]
 
     def wait_for_digit(self, argv: list[str]) -> list[str]:
         if len(argv) != 4:

@@ -219,6 +219,105 @@ async def test_520_usage_block_is_a_logged_command_error(start_server: ServerFac
     run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
     assert run.replies[0].startswith("520-") and run.replies[-1] == "520 End of proper usage."
     assert server.stats["command_error"] == 1
+    # Our bug, not the caller's: the dialplan learns it from AGISTATUS, not from a clean-looking end.
+    assert (run.status, run.failure_line) == ("FAILURE", "failure")
+
+
+async def test_510_unknown_command_ends_with_agistatus_failure(start_server: ServerFactory) -> None:
+    async def typo(session: AgiSession) -> None:
+        await session.execute("SET VARIABEL", "X", "1")
+
+    server = await start_server({"r": typo})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
+    assert run.replies == ["510 Invalid or unknown command"]
+    assert (run.status, server.stats["command_error"]) == ("FAILURE", 1)
+
+
+async def test_gosub_interim_100_then_the_real_reply(start_server: ServerFactory) -> None:
+    """handle_gosub (app_stack.c) answers ``100 result=0 Trying...``, the 200 when the routine returns."""
+    seen: list[object] = []
+
+    async def gosub(session: AgiSession) -> None:
+        reply = await session.execute("GOSUB", "sub-tag", "s", "1", "spring,2026")
+        seen.append((reply.code, reply.result))
+        seen.append(await session.get_variable("GOSUB_RETVAL"))
+
+    server = await start_server({"r": gosub})
+    channel = Channel(subroutines={"sub-tag": lambda args: "|".join(args)})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r", channel=channel)
+    assert run.replies[:2] == ["100 result=0 Trying...", "200 result=0 Gosub complete"]
+    assert seen == [(200, "0"), "spring|2026"]
+    assert (run.status, server.stats["ok"]) == ("SUCCESS", 1)
+
+
+async def test_a_command_that_fails_on_a_live_channel_sets_agistatus_failure_by_itself(
+    start_server: ServerFactory,
+) -> None:
+    """res_agi's RESULT_FAILURE (a missing prompt, a GOSUB label not found): FAILURE though we end cleanly."""
+
+    async def missing(session: AgiSession) -> None:
+        await session.execute("GOSUB", "no-such-context", "s", "1")
+        await session.set_variable("AFTER", "yes")
+
+    server = await start_server({"r": missing})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
+    assert run.replies[0] == "200 result=-1 Gosub label not found"
+    assert (run.status, run.failure_line, run.variables["AFTER"]) == ("FAILURE", None, "yes")
+    assert server.stats["ok"] == 1
+
+
+async def test_a_handler_bug_ends_with_agistatus_failure(start_server: ServerFactory) -> None:
+    async def buggy(session: AgiSession) -> None:
+        await session.set_variable("BEFORE", "1")
+        raise RuntimeError("a bug in a route")
+
+    server = await start_server({"r": buggy})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
+    assert (run.status, run.failure_line) == ("FAILURE", "failure")
+    assert run.variables == {"BEFORE": "1"}
+    assert server.stats["error"] == 1
+
+
+async def test_no_failure_line_once_the_channel_hung_up(start_server: ServerFactory) -> None:
+    """After HANGUP, AGISTATUS=HANGUP says what happened; a failure line would hide it."""
+
+    async def buggy_after_hangup(session: AgiSession) -> None:
+        await session.set_variable("A", "1")
+        await session.set_variable("B", "2")  # HANGUP comes before this reply
+        raise RuntimeError("a bug in a route")
+
+    server = await start_server({"r": buggy_after_hangup})
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r", channel=Channel(hangup_after=1))
+    assert (run.status, run.failure_line) == ("HANGUP", None)
+    assert server.stats["error"] == 1
+
+
+async def test_a_session_past_its_lifetime_ends_with_agistatus_failure(start_server: ServerFactory) -> None:
+    stuck = asyncio.Event()  # never set: a route waiting on something that never comes
+
+    async def slow(session: AgiSession) -> None:
+        await session.set_variable("BEFORE", "1")
+        await stuck.wait()
+
+    server = await start_server({"r": slow}, session_timeout=0.5)
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("r")
+    assert (run.status, run.failure_line) == ("FAILURE", "failure")
+    assert server.stats["timeout"] == 1
+
+
+async def test_shutting_down_mid_route_ends_with_agistatus_failure(start_server: ServerFactory) -> None:
+    started, stuck = asyncio.Event(), asyncio.Event()
+
+    async def slow(session: AgiSession) -> None:
+        started.set()
+        await stuck.wait()
+
+    server = await start_server({"r": slow})
+    call = asyncio.create_task(FakeAsterisk("127.0.0.1", server.port).agi("r"))
+    await started.wait()
+    await server.close()
+    run = await call
+    assert (run.status, run.failure_line) == ("FAILURE", "failure")
 
 
 async def test_get_variable_set_and_unset(start_server: ServerFactory) -> None:
@@ -298,6 +397,20 @@ async def test_malformed_reply_ends_the_session(start_server: ServerFactory) -> 
     server2 = await start_server({"check": noop})
     sent = await raw_session(server2.port, env + b"OK then\n")
     assert server2.stats["protocol_error"] == 1
+    assert sent == b'SET VARIABLE "SEEN" "check"\nfailure\n'  # AGISTATUS=FAILURE on a real Asterisk
+
+
+async def test_no_failure_line_to_a_peer_that_closed(start_server: ServerFactory) -> None:
+    server = await start_server({"check": noop})
+    env = FakeAsterisk("127.0.0.1", server.port).environment("check", [], Channel())
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(env)
+    writer.write_eof()  # Asterisk gone: nothing more comes, and nothing should be sent after the command
+    async with asyncio.timeout(5):
+        sent = await reader.read()
+    writer.close()
+    assert sent == b'SET VARIABLE "SEEN" "check"\n'
+    assert server.stats["peer_closed"] == 1
 
 
 async def test_peer_outside_the_allow_list_is_closed_unread(start_server: ServerFactory) -> None:

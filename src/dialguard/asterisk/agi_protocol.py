@@ -21,9 +21,15 @@ Then it waits for one command line at a time and answers each::
     520-Invalid command syntax.  Proper usage follows:
     <usage text, several lines>
     520 End of proper usage.
+    100 result=0 Trying...          GOSUB, before the routine runs (apps/app_stack.c); then:
+    200 result=0 Gosub complete
 
 When the caller hangs up, ``HANGUP`` arrives on a line of its own while Asterisk waits for a command;
-the reply to the command in flight, if any, still follows.
+the reply to the command in flight, if any, still follows. :class:`CommandExchange` puts these
+together into one final reply per command.
+
+The gate may end the session with a line starting ``failure``: ``run_agi`` stops reading and the
+channel gets ``AGISTATUS=FAILURE`` (``strncasecmp(buf, "failure", 7)``; a plain end is ``SUCCESS``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 HANGUP_LINE = "HANGUP"
+# What res_agi's launch_script itself writes when a script cannot run; run_agi matches the first 7 bytes.
+FAILURE_LINE = b"failure\n"
 USAGE_START = re.compile(r"^520-")
 REPLY = re.compile(r"^(?P<code>\d{3}) ?(?P<rest>.*)$")
 RESULT = re.compile(r"^result=(?P<result>-?\S*)\s*(?:\((?P<data>.*)\))?\s*(?P<extras>.*)$")
@@ -44,7 +52,19 @@ class ProtocolError(Exception):
 
 
 class LineTooLong(ProtocolError):
-    pass
+    """A line longer than the bound: the peer is not Asterisk, or something is very wrong."""
+
+
+class ChannelHungUp(Exception):
+    """Asterisk answered 511: the channel is gone and this command cannot run on a dead channel."""
+
+
+class AgiCommandError(Exception):
+    """Asterisk answered 510 (unknown command) or 520 (bad syntax): a bug on our side, never the caller's."""
+
+    def __init__(self, command: str, reply: Reply) -> None:
+        super().__init__(f"{command!r} -> {reply.text}")
+        self.reply = reply
 
 
 class LineSplitter:
@@ -196,6 +216,11 @@ class Reply:
         return self.code == 200
 
     @property
+    def interim(self) -> bool:
+        """1xx: Asterisk is still at work on the command (GOSUB's routine runs); the final reply follows."""
+        return 100 <= self.code < 200
+
+    @property
     def result_int(self) -> int:
         try:
             return int(self.result or "")
@@ -210,6 +235,9 @@ class HangupNotice:
 
 class ReplyReader:
     """Lines in, :class:`Reply` or :class:`HangupNotice` out; ``None`` while a 520 usage block is open.
+
+    One line, one event: a ``100`` interim comes out as a :class:`Reply` like any other, and
+    :class:`CommandExchange` decides what it means for the command in flight.
 
     >>> r = ReplyReader()
     >>> r.feed_line("200 result=1 (PJSIP/alice)")
@@ -254,19 +282,79 @@ def parse_reply(line: str) -> Reply:
     'timeout'
     >>> parse_reply("511 Command Not Permitted on a dead channel or intercept routine").code
     511
+    >>> parse_reply("100 result=0 Trying...").interim
+    True
     """
     m = REPLY.match(line)
     if m is None:
         raise ProtocolError(f"not an AGI reply: {line[:80]!r}")
     code = int(m["code"])
     rest = m["rest"]
-    if code != 200:
-        return Reply(code=code, text=line)
+    # 200 always carries result=; 100 and app_stack.c's 503 do too; 510/511/520 carry only text.
     r = RESULT.match(rest)
     if r is None:
-        raise ProtocolError(f"200 reply without result=: {line[:80]!r}")
+        if code == 200:
+            raise ProtocolError(f"200 reply without result=: {line[:80]!r}")
+        return Reply(code=code, text=line)
     extras = dict(kv.split("=", 1) for kv in r["extras"].split() if "=" in kv)
-    return Reply(code=200, result=r["result"], data=r["data"], extras=extras, text=line)
+    return Reply(code=code, result=r["result"], data=r["data"], extras=extras, text=line)
+
+
+class CommandExchange:
+    """One command's reply, line by line: ``None`` while more is needed, then the final :class:`Reply`.
+
+    Every shape res_agi.c answers a command with, after the gate has sent it:
+
+    - ``HANGUP`` first (sent at the top of run_agi's loop), then the real reply: :attr:`hung_up` is set;
+    - ``100 result=0 Trying...`` (GOSUB) then the real reply: kept in :attr:`interim`;
+    - a ``520-`` usage block up to ``520 End of proper usage.``, or one ``520`` line;
+    - ``511`` (not on a dead channel): :class:`ChannelHungUp`; ``510``/``520``: :class:`AgiCommandError`;
+      any other code (``503 result=-2 Memory allocation failure``): :class:`ProtocolError`.
+
+    >>> x = CommandExchange("GOSUB")
+    >>> x.feed_line("100 result=0 Trying...") is None
+    True
+    >>> x.feed_line("200 result=0 Gosub complete").result
+    '0'
+    >>> x = CommandExchange("SET VARIABLE")
+    >>> x.feed_line("HANGUP") is None, x.hung_up
+    (True, True)
+    >>> x.feed_line("200 result=1").ok
+    True
+    """
+
+    MAX_INTERIM = 16  # GOSUB sends one; a peer that keeps saying "trying" is not Asterisk
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.hung_up = False
+        self.interim: list[Reply] = []
+        self.final: Reply | None = None
+        self._lines = ReplyReader()
+
+    def feed_line(self, line: str) -> Reply | None:
+        if self.final is not None:
+            raise ProtocolError(f"{self.command!r} already had its reply; got {line[:80]!r}")
+        event = self._lines.feed_line(line)
+        if event is None:
+            return None  # inside a usage block
+        if isinstance(event, HangupNotice):
+            self.hung_up = True  # the real reply still follows
+            return None
+        if event.interim:
+            if len(self.interim) >= self.MAX_INTERIM:
+                raise ProtocolError(f"more than {self.MAX_INTERIM} interim replies to {self.command!r}")
+            self.interim.append(event)
+            return None
+        self.final = event
+        if event.code == 511:
+            self.hung_up = True
+            raise ChannelHungUp(self.command)
+        if event.code in (510, 520):
+            raise AgiCommandError(self.command, event)
+        if not event.ok:
+            raise ProtocolError(f"unexpected reply to {self.command!r}: {event.text!r}")
+        return event
 
 
 def digit_of(result: int) -> str | None:

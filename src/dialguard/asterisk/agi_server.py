@@ -3,6 +3,9 @@
 Asterisk never times a FastAGI session out itself, so every read has a deadline and every session a
 lifetime; a peer outside the CIDR allow-list is closed before a byte is read; lines and the
 environment block are bounded. One bad session is logged and closed and never stalls the others.
+A session that ends for a reason of ours (a route's bug, a rejected command, a deadline, shutdown)
+says so with a ``failure`` line, so the dialplan sees ``AGISTATUS=FAILURE`` rather than ``SUCCESS``.
+What the replies mean is decided in agi_protocol; this module only moves bytes and keeps time.
 """
 
 from __future__ import annotations
@@ -16,16 +19,29 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dialguard.asterisk.agi_protocol import (
+    FAILURE_LINE,
+    AgiCommandError,
     AgiRequest,
+    ChannelHungUp,
+    CommandExchange,
     EnvironmentReader,
-    HangupNotice,
     LineSplitter,
     ProtocolError,
     Reply,
-    ReplyReader,
     digit_of,
     encode_command,
 )
+
+# Routes catch these from here; they are protocol facts, so they live in agi_protocol.
+__all__ = [
+    "AgiCommandError",
+    "AgiServer",
+    "AgiSession",
+    "ChannelHungUp",
+    "Handler",
+    "PeerClosed",
+    "PlaybackResult",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +49,9 @@ READ_CHUNK = 4096
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-
-class ChannelHungUp(Exception):
-    """Asterisk answered 511: the channel is gone and this command cannot run on a dead channel."""
-
-
-class AgiCommandError(Exception):
-    """Asterisk answered 510 (unknown command) or 520 (bad syntax): a bug on our side, never the caller's."""
-
-    def __init__(self, command: str, reply: Reply) -> None:
-        super().__init__(f"{command!r} -> {reply.text}")
-        self.reply = reply
+# Outcomes that are ours to own: Asterisk should not take them for a clean end (AGISTATUS=SUCCESS).
+# Not "unknown_route": that session ends on purpose with a VERBOSE, as it always has.
+ENDS_IN_FAILURE = frozenset({"timeout", "protocol_error", "command_error", "error"})
 
 
 class PeerClosed(Exception):
@@ -76,44 +84,58 @@ class AgiSession:
         self.request = request
         self.peer = peer
         self.hung_up = False
+        self.failed = False  # a failure line went out: Asterisk reads nothing more
         self._reader = reader
         self._writer = writer
         self._lines = lines
         self._pending: list[str] = list(pending)  # lines that came in behind the environment block
-        self._replies = ReplyReader()
         self._read_timeout = read_timeout
+        self._peer_gone = False
 
     async def execute(self, command: str, *args: str, reply_within: float | None = None) -> Reply:
-        """Send one command and return its reply; raise :class:`ChannelHungUp` on 511.
+        """Send one command and return its final reply; raise :class:`ChannelHungUp` on 511.
 
-        ``reply_within`` (seconds) overrides the read deadline for commands that wait on a person.
+        ``reply_within`` (seconds) overrides the deadline for the whole reply (interim lines included)
+        for commands that wait on a person.
         """
-        self._writer.write(encode_command(command, args))
-        await self._writer.drain()
-        while True:
-            line = await self._next_line(reply_within if reply_within is not None else self._read_timeout)
-            event = self._replies.feed_line(line)
-            if event is None:
-                continue
-            if isinstance(event, HangupNotice):
-                self.hung_up = True  # the real reply still follows
-                continue
-            if event.code == 511:
-                self.hung_up = True
-                raise ChannelHungUp(command)
-            if event.code in (510, 520):
-                raise AgiCommandError(command, event)
-            if not event.ok:
-                raise ProtocolError(f"unexpected reply to {command!r}: {event.text!r}")
-            return event
+        if self.failed:
+            raise PeerClosed("the session already ended with a failure line")
+        exchange = CommandExchange(command)
+        try:
+            # One deadline for the whole exchange: a peer dribbling interim lines cannot stretch it.
+            async with asyncio.timeout(reply_within if reply_within is not None else self._read_timeout):
+                self._writer.write(encode_command(command, args))
+                await self._writer.drain()
+                while (reply := exchange.feed_line(await self._next_line())) is None:
+                    pass
+        except (PeerClosed, ConnectionError):
+            self._peer_gone = True
+            raise
+        finally:
+            self.hung_up = self.hung_up or exchange.hung_up
+        return reply
 
-    async def _next_line(self, within: float) -> str:
-        async with asyncio.timeout(within):
-            while not self._pending:
-                data = await self._reader.read(READ_CHUNK)
-                if not data:
-                    raise PeerClosed("Asterisk closed the connection before replying")
-                self._pending.extend(self._lines.feed(data))
+    def fail(self, reason: str) -> bool:
+        """End the session with a ``failure`` line, so that the dialplan sees ``AGISTATUS=FAILURE``.
+
+        For failures of our own (a route's bug, a rejected command, a deadline). Nothing is sent once
+        the channel hung up (``AGISTATUS=HANGUP`` says more) or the peer has gone; returns whether the
+        line went out. Synchronous so it can run while the session is being cancelled: the transport
+        flushes it before the connection closes.
+        """
+        if self.failed or self.hung_up or self._peer_gone or self._writer.is_closing():
+            return False
+        self.failed = True
+        log.info("FastAGI %s: ending with AGISTATUS=FAILURE (%s)", self.peer, reason)
+        self._writer.write(FAILURE_LINE)
+        return True
+
+    async def _next_line(self) -> str:
+        while not self._pending:
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                raise PeerClosed("Asterisk closed the connection before replying")
+            self._pending.extend(self._lines.feed(data))
         return self._pending.pop(0)
 
     # ------------------------------------------------------------ the commands we use
@@ -188,6 +210,7 @@ class AgiServer:
         self.stats: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def port(self) -> int:
@@ -203,6 +226,7 @@ class AgiServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        self._closing = True
         for task in list(self._sessions):
             task.cancel()
         if self._sessions:
@@ -225,6 +249,11 @@ class AgiServer:
         self._sessions.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # Our own close() cancelled it: end normally, since 3.11's start_server callback calls
+            # task.exception() on a cancelled task and the loop reports that as an error (fixed in 3.12).
+            if not self._closing:
+                raise
         finally:
             self._sessions.discard(task)
             writer.close()
@@ -241,7 +270,8 @@ class AgiServer:
             return
         self.stats["sessions"] += 1
         lines = LineSplitter(max_line_bytes=self.max_line_bytes)
-        outcome = "error"
+        outcome = "error"  # stays so for a handler's bug, and for a session cancelled by close()
+        session: AgiSession | None = None
         try:
             async with asyncio.timeout(self.session_timeout):
                 session = await self._open(reader, writer, lines, peer)
@@ -255,7 +285,7 @@ class AgiServer:
                     )
                     return
                 await handler(session)
-                outcome = "hung_up" if session.hung_up else "ok"
+                outcome = "hung_up" if session.hung_up else "failed" if session.failed else "ok"
         except TimeoutError:
             outcome = "timeout"
             log.warning("FastAGI %s timed out (no answer within the deadline); session closed", peer)
@@ -277,6 +307,9 @@ class AgiServer:
         except Exception:
             log.exception("FastAGI %s: handler failed; session closed", peer)
         finally:
+            # In finally, so a session cut short by close() tells Asterisk too.
+            if session is not None and outcome in ENDS_IN_FAILURE:
+                session.fail("server shutting down" if self._closing and outcome == "error" else outcome)
             self.stats[outcome] += 1
 
     async def _open(
