@@ -418,6 +418,9 @@ async def cmd_scrub(settings: Settings, args: argparse.Namespace, clock: Clock) 
     print(f"{summary.rows:,} rows: {summary.allowed:,} allowed, {summary.blocked:,} blocked", file=sys.stderr)
     for reason, n in summary.by_reason.most_common():
         print(f"  {reason:<24} {n:,}", file=sys.stderr)
+    if summary.not_judged:
+        note = f"{summary.not_judged:,}  (ragged rows: see dialguard_row_error)"
+        print(f"  {'not judged':<24} {note}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -3,7 +3,16 @@
 Rows are read, judged in bounded batches (one fact query for a whole batch), and written before the
 next batch is read, so a million-row file never sits in memory. A scrub is a look-ahead, not a call:
 nothing counts as an attempt and no decision is stored; the output file is the record. Each row gets
-the verdict, the reason codes and next_callable_at; the summary counts rows by reason.
+the verdict, the reason codes, next_callable_at and a row error; the summary counts rows by reason.
+
+Whatever a row holds, a reader finds the fresh verdict under ``dialguard_verdict`` and nowhere else:
+
+- A ragged row (more or fewer cells than the header) is not judged: which cell is the number is
+  anyone's guess. It is written BLOCK with empty reasons and ``dialguard_row_error`` saying why, fitted
+  to the header's width (cells past it are left out, so none can sit under a verdict heading), and
+  counted in the summary as ``not_judged``.
+- A file scrubbed before (its header already has ``dialguard_*`` columns, in any case) gets those
+  columns overwritten in place, not a second set beside them: each holds the fresh answer.
 """
 
 from __future__ import annotations
@@ -18,7 +27,13 @@ from dialguard.gate import CheckRequest, Gate
 
 NUMBER_COLUMNS = ("number", "phone", "phone_number", "telephone")
 STATE_COLUMNS = ("lead_state", "state")
-OUT_COLUMNS = ["dialguard_verdict", "dialguard_reason", "dialguard_reasons", "dialguard_next_callable_at"]
+OUT_COLUMNS = [
+    "dialguard_verdict",
+    "dialguard_reason",
+    "dialguard_reasons",
+    "dialguard_next_callable_at",
+    "dialguard_row_error",
+]
 
 
 class ScrubError(Exception):
@@ -28,10 +43,11 @@ class ScrubError(Exception):
 @dataclass(slots=True)
 class ScrubSummary:
     by_reason: Counter[str] = field(default_factory=Counter)  # "ok" is an allowed row
+    not_judged: int = 0  # ragged rows: written BLOCK with a row error
 
     @property
     def rows(self) -> int:
-        return self.by_reason.total()
+        return self.by_reason.total() + self.not_judged
 
     @property
     def allowed(self) -> int:
@@ -42,12 +58,66 @@ class ScrubSummary:
         return self.rows - self.allowed
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        summary: dict[str, Any] = {
             "rows": self.rows,
             "allowed": self.allowed,
             "blocked": self.blocked,
             "by_reason": dict(self.by_reason.most_common()),
         }
+        if self.not_judged:  # like by_reason, only what happened
+            summary["not_judged"] = self.not_judged
+        return summary
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a lead file's cells and the verdict columns go in the output."""
+
+    header: list[str]  # the output header
+    width: int  # the input header's
+    lead_at: list[int]  # the lead's own columns: not a verdict column of an earlier scrub
+    out_at: list[list[int]]  # for each of OUT_COLUMNS, its places in the output
+
+    @classmethod
+    def of(cls, header: list[str]) -> Layout:
+        names = [h.strip().lower() for h in header]
+        out = [name if name in OUT_COLUMNS else heading for name, heading in zip(names, header, strict=True)]
+        out_at = []
+        for column in OUT_COLUMNS:
+            at = [i for i, name in enumerate(names) if name == column]
+            if not at:
+                at = [len(out)]
+                out.append(column)
+            out_at.append(at)
+        lead_at = [i for i, name in enumerate(names) if name not in OUT_COLUMNS]
+        return cls(header=out, width=len(header), lead_at=lead_at, out_at=out_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubbed:
+    """One lead row and what the scrub made of it."""
+
+    layout: Layout
+    cells: list[str]  # the row fitted to the header's width
+    verdict: str  # ALLOW | BLOCK
+    reason: str  # "" when not judged
+    codes: tuple[str, ...]
+    next_callable_at: datetime | None
+    row_error: str | None  # why the row was not judged
+
+    def lead(self) -> dict[str, str]:
+        """The lead's own columns by heading."""
+        return {self.layout.header[i]: self.cells[i] for i in self.layout.lead_at}
+
+    def out(self) -> list[str]:
+        """The output row: every cell under its heading."""
+        row = self.cells + [""] * (len(self.layout.header) - self.layout.width)
+        nxt = self.next_callable_at.isoformat() if self.next_callable_at else ""
+        values = (self.verdict, self.reason, ",".join(self.codes), nxt, self.row_error or "")
+        for places, value in zip(self.layout.out_at, values, strict=True):
+            for i in places:
+                row[i] = value
+        return row
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -56,7 +126,7 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def _cell(row: list[str], at: int | None) -> str:
-    return row[at] if at is not None else ""  # rows are padded to the header's width
+    return row[at] if at is not None else ""  # judged rows have the header's width
 
 
 def _state(value: str) -> str | None:
@@ -64,6 +134,11 @@ def _state(value: str) -> str | None:
     if not value:
         return None
     return value if "-" in value else f"US-{value}"  # a bare "TX" in a US lead list
+
+
+def _ragged(cells: int, width: int) -> str:
+    error = f"{cells} cell{'' if cells == 1 else 's'} where the header has {width}: not judged"
+    return error + ("; the cells past the header's are left out" if cells > width else "")
 
 
 class Scrubber:
@@ -80,6 +155,21 @@ class Scrubber:
         rows: AsyncIterable[list[str]],
         emit: Callable[[list[str]], Awaitable[None]],
     ) -> ScrubSummary:
+        """CSV in, CSV out: ``emit`` gets the output header, then each output row."""
+
+        async def each(scrubbed: Scrubbed) -> None:
+            await emit(scrubbed.out())
+
+        return await self.scrub(rows, started=lambda layout: emit(layout.header), each=each)
+
+    async def scrub(
+        self,
+        rows: AsyncIterable[list[str]],
+        *,
+        started: Callable[[Layout], Awaitable[None]],
+        each: Callable[[Scrubbed], Awaitable[None]],
+    ) -> ScrubSummary:
+        """The header, then lead rows in; ``started`` once the header is read, then ``each`` row in order."""
         summary = ScrubSummary()
         at = self.at or self.gate.clock()  # one instant for the whole list: one fact query per batch
         iterator = aiter(rows)
@@ -91,42 +181,48 @@ class Scrubber:
         if number_at is None:
             raise ScrubError(f"no number column: expected one of {', '.join(NUMBER_COLUMNS)} in {header!r}")
         state_at = _column(header, STATE_COLUMNS)
-        await emit([*header, *OUT_COLUMNS])
+        layout = Layout.of(header)
+        await started(layout)
         pending: list[list[str]] = []
-        width = len(header)
         async for row in iterator:
-            # A short row is padded, so the verdict columns stay under their headings.
-            pending.append(row + [""] * (width - len(row)))
+            pending.append(row)
             if len(pending) >= self.batch:
-                await self._judge(pending, at, number_at, state_at, emit, summary)
+                await self._judge(pending, layout, at, number_at, state_at, each, summary)
                 pending = []
         if pending:
-            await self._judge(pending, at, number_at, state_at, emit, summary)
+            await self._judge(pending, layout, at, number_at, state_at, each, summary)
         return summary
 
     async def _judge(
         self,
         rows: list[list[str]],
+        layout: Layout,
         at: datetime,
         number_at: int,
         state_at: int | None,
-        emit: Callable[[list[str]], Awaitable[None]],
+        each: Callable[[Scrubbed], Awaitable[None]],
         summary: ScrubSummary,
     ) -> None:
+        width = layout.width
+        whole = [row for row in rows if len(row) == width]  # a ragged row is not judged
         requests = [
             CheckRequest(
-                number=_cell(row, number_at),
+                number=row[number_at],
                 campaign=self.campaign,
                 at=at,
                 lead_subdivision=_state(_cell(row, state_at)),
                 channel="scrub",
                 keep=False,
             )
-            for row in rows
+            for row in whole
         ]
-        results = await self.gate.look_ahead(requests)
-        for row, result in zip(rows, results, strict=True):
-            d = result.decision
+        results = iter(await self.gate.look_ahead(requests) if requests else [])
+        for row in rows:  # in order, ragged rows in their places
+            if len(row) != width:
+                summary.not_judged += 1
+                cells = (row + [""] * width)[:width]
+                await each(Scrubbed(layout, cells, "BLOCK", "", (), None, _ragged(len(row), width)))
+                continue
+            d = next(results).decision
             summary.by_reason[d.reason] += 1
-            nxt = d.next_callable_at.isoformat() if d.next_callable_at else ""
-            await emit([*row, str(d.verdict), d.reason, ",".join(d.codes), nxt])
+            await each(Scrubbed(layout, row, str(d.verdict), d.reason, d.codes, d.next_callable_at, None))

@@ -16,7 +16,7 @@ import pytest
 from dialguard.clock import fixed_clock
 from dialguard.gate import CheckRequest, Gate
 from dialguard.hlr.breaker import BreakerState, CircuitBreaker
-from dialguard.hlr.providers import HttpProvider
+from dialguard.hlr.providers import FileProvider, HttpProvider
 from dialguard.hlr.service import RoamingService
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
@@ -290,3 +290,34 @@ async def test_an_hlr_file_with_an_unknown_country_is_a_configuration_error(
         db_dsn, "hlr", "lookup", "+48601234567", hlr_provider="file", hlr_file=str(answers)
     )
     assert code == 2 and "configuration error: hlr.file" in err and "unknown_country" in err
+
+
+async def test_an_hlr_file_reads_roaming_words_as_abroad_and_any_unknown_word_as_no_answer(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # The file speaks the HTTP provider's words: "roaming" is abroad, as "abroad" is; a word it does not
+    # know is no answer at all (roaming.unknown), never "at home".
+    at_home, nonsense = "+48601234001", "+48601234002"
+    await prepared(pool)
+    async with pool.acquire() as conn:
+        for number in (at_home, nonsense):
+            await consent.grant_consent(
+                conn, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
+                granted_at=NOW - timedelta(days=3),
+            )  # fmt: skip
+    answers = tmp_path / "hlr.csv"
+    answers.write_text(
+        f"number,status,visited_country\n{PL_MOBILE},roaming,DE\n{at_home},home,\n{nonsense},xyz,\n",
+        encoding="utf-8",
+    )
+    svc = RoamingService(pool=pool, provider=FileProvider(answers), clock=fixed_clock(NOW))
+    roamer = await gate(pool, svc).check(CheckRequest(PL_MOBILE, campaign="spring"))
+    assert roamer.decision.reason == "roaming.abroad"
+    assert {r.code: r.detail for r in roamer.decision.reasons}["roaming.abroad"]["visited_country"] == "DE"
+    home = await gate(pool, svc).check(CheckRequest(at_home, campaign="spring"))
+    assert home.decision.reason == "ok" and "roaming.home" in home.decision.codes
+    law = {"roaming": {"required_for": ["marketing"], "on_unknown": "block", "source": "a statute"}}
+    unknown = await gate(pool, svc, PL=law).check(CheckRequest(nonsense, campaign="spring"))
+    assert unknown.decision.reason == "roaming.unknown"
+    cause = {r.code: r.detail for r in unknown.decision.reasons}["roaming.unknown"]["cause"]
+    assert cause == f"unrecognised status 'xyz' in {answers} line 4"

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from dialguard.clock import fixed_clock
+from dialguard.config import Settings
 from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
 from dialguard.scrub import OUT_COLUMNS, Scrubber, ScrubError
 from dialguard.store import campaigns, consent, dnc
 from dialguard.store.emergencies import declare_emergency
+from dialguard.store.tokens import Role, create_token
+from dialguard.web.app import create_app
 from tests.cli import dialguard
 from tests.fakes.proxy import CuttableProxy
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 11:00 in New York, 08:00 in Los Angeles
+
+Client = TestClient[web.Request, web.Application]
 
 
 async def rows_of(*rows: list[str]) -> AsyncIterator[list[str]]:
@@ -58,15 +67,18 @@ async def test_every_row_gets_a_verdict_in_order_and_nothing_is_stored(notices: 
     assert out[0] == ["name", "Phone", "state", *OUT_COLUMNS]
     verdicts = {row[0]: row[3:] for row in out[1:]}
     assert [row[0] for row in out[1:]] == ["Ann", "Bob", "Eve", "Tim", "Zoe"]
+    assert {len(row) for row in out} == {len(out[0])}
     assert verdicts["Ann"][:2] == ["ALLOW", "ok"]
     assert verdicts["Bob"][:2] == ["BLOCK", "dnc.internal"]
     assert verdicts["Eve"][:2] == ["BLOCK", "number.invalid"]
-    assert verdicts["Tim"][:2] == ["BLOCK", "number.invalid"]
+    assert verdicts["Tim"][:3] == ["BLOCK", "", ""]  # a short row: which cell is missing? Not judged.
+    assert verdicts["Tim"][4] == "1 cell where the header has 3: not judged"
     assert summary.as_json() == {
         "rows": 5,
         "allowed": 2,
         "blocked": 3,
-        "by_reason": {"number.invalid": 2, "ok": 2, "dnc.internal": 1},
+        "by_reason": {"ok": 2, "dnc.internal": 1, "number.invalid": 1},
+        "not_judged": 1,
     }
     late = []
 
@@ -75,7 +87,7 @@ async def test_every_row_gets_a_verdict_in_order_and_nothing_is_stored(notices: 
 
     await Scrubber(gate=gate, campaign="notices", at=at).run(rows_of(["number"], ["+12125550142"]), keep)
     assert late[1][1:3] == ["BLOCK", "hours.outside_window"]
-    assert late[1][4] == "2026-11-23T13:00:00+00:00"  # 08:00 in New York
+    assert late[1][4:] == ["2026-11-23T13:00:00+00:00", ""]  # 08:00 in New York; judged, no row error
     async with notices.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
         assert await conn.fetchval("SELECT count(*) FROM attempts") == 0
@@ -112,6 +124,7 @@ async def test_scrub_from_the_command_line(notices: asyncpg.Pool, db_dsn: str, t
     with (tmp_path / "out.csv").open(newline="", encoding="utf-8") as f:
         out = list(csv.reader(f))
     assert [row[2:4] for row in out[1:]] == [["ALLOW", "ok"], ["BLOCK", "dnc.internal"]]
+    assert out[0][2:] == OUT_COLUMNS
     assert out[1][1] == "two\nlines"  # a quoted newline stays one field
     assert "2 rows: 1 allowed, 1 blocked" in err
 
@@ -184,3 +197,112 @@ async def test_a_database_gone_blocks_every_row_fail_closed(
         if back[0].decision.reason != "gate.unavailable":
             break
     assert back[0].decision.reason != "gate.unavailable"
+
+
+# A lead file that tries to pass a number on the internal list off as ALLOW: a row with more cells than
+# the header, whose extra cells would sit under the verdict headings, one with fewer, and a clean one.
+LISTED = "+1 212 555 0199"  # on the internal list (the notices fixture)
+SPOOF = f"number,state\n{LISTED},NY,ALLOW,ok\n{LISTED}\n{LISTED},NY\n+1 212 555 0142,NY\n"
+RAGGED = {
+    4: "4 cells where the header has 2: not judged; the cells past the header's are left out",
+    1: "1 cell where the header has 2: not judged",
+}
+
+
+def verdict_columns(header: list[str], row: list[str], name: str = "dialguard_verdict") -> list[str]:
+    """Every cell under a heading: what any reader of the file may take as the verdict."""
+    return [cell for heading, cell in zip(header, row, strict=True) if heading == name]
+
+
+async def test_a_ragged_row_never_reads_as_allow_in_the_scrubbed_file(
+    notices: asyncpg.Pool, db_dsn: str, tmp_path: Path
+) -> None:
+    leads, scrubbed = tmp_path / "leads.csv", tmp_path / "scrubbed.csv"
+    leads.write_text(SPOOF, encoding="utf-8")
+    code, _, err = await dialguard(
+        db_dsn, "scrub", str(leads), "-o", str(scrubbed), "--campaign", "notices", "--at", NOW.isoformat(),
+        numbers_default_region="US",
+    )  # fmt: skip
+    assert code == 0, err
+    with scrubbed.open(newline="", encoding="utf-8") as f:
+        read = list(csv.DictReader(f))
+    assert all(None not in row for row in read)  # no cell outside the header: nothing shifted
+    assert [row["dialguard_verdict"] for row in read] == ["BLOCK", "BLOCK", "BLOCK", "ALLOW"]
+    assert [row["dialguard_reason"] for row in read] == ["", "", "dnc.internal", "ok"]
+    assert [row["dialguard_row_error"] for row in read] == [RAGGED[4], RAGGED[1], "", ""]
+    assert read[0]["number"] == LISTED and read[0]["state"] == "NY"
+    assert "4 rows: 1 allowed, 3 blocked" in err and "not judged" in err
+
+
+async def test_a_scrubbed_file_scrubbed_again_has_one_verdict_column_and_it_is_fresh(
+    notices: asyncpg.Pool, db_dsn: str, tmp_path: Path
+) -> None:
+    leads, first, again = tmp_path / "leads.csv", tmp_path / "first.csv", tmp_path / "again.csv"
+    leads.write_text("number,name\n+1 212 555 0142,Ann\n", encoding="utf-8")
+    scrub = ("scrub", "--campaign", "notices", "--at", NOW.isoformat())
+    code, _, err = await dialguard(db_dsn, *scrub, str(leads), "-o", str(first), numbers_default_region="US")
+    assert code == 0, err
+    async with notices.acquire() as conn:
+        await dnc.add_dnc(conn, number="+12125550142", source="complaint")  # Ann opted out since
+    code, _, err = await dialguard(db_dsn, *scrub, str(first), "-o", str(again), numbers_default_region="US")
+    assert code == 0, err
+    with first.open(newline="", encoding="utf-8") as f:
+        assert [row["dialguard_verdict"] for row in csv.DictReader(f)] == ["ALLOW"]
+    with again.open(newline="", encoding="utf-8") as f:
+        header, row = list(csv.reader(f))
+    assert header == ["number", "name", *OUT_COLUMNS]  # the old verdict columns, refreshed in place
+    assert verdict_columns(header, row) == ["BLOCK"]
+    assert verdict_columns(header, row, "dialguard_reason") == ["dnc.internal"]
+
+
+async def test_a_stale_verdict_column_in_any_spelling_or_place_is_overwritten(notices: asyncpg.Pool) -> None:
+    gate = Gate(pool=notices, rulebook=load_rulebook(), clock=fixed_clock(NOW), default_region="US")
+    out: list[list[str]] = []
+
+    async def emit(row: list[str]) -> None:
+        out.append(row)
+
+    header = ["Dialguard_Verdict", "number", " dialguard_verdict ", "dialguard_reason"]
+    await Scrubber(gate=gate, campaign="notices").run(rows_of(header, ["ALLOW", LISTED, "ALLOW", "ok"]), emit)
+    assert out[0] == [
+        "dialguard_verdict", "number", "dialguard_verdict", "dialguard_reason",
+        "dialguard_reasons", "dialguard_next_callable_at", "dialguard_row_error",
+    ]  # fmt: skip
+    assert verdict_columns(out[0], out[1]) == ["BLOCK", "BLOCK"]
+    assert out[1][1] == LISTED and out[1][3] == "dnc.internal"
+
+
+@pytest.fixture
+async def api(notices: asyncpg.Pool, aiohttp_client: Any) -> tuple[Client, dict[str, str]]:
+    gate = Gate(pool=notices, rulebook=load_rulebook(), clock=fixed_clock(NOW), default_region="US")
+    client = await aiohttp_client(create_app(settings=Settings(), pool=notices, gate=gate))
+    async with notices.acquire() as conn:
+        token = await create_token(conn, name="crm", role=Role.DIALER)
+    return client, {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+
+
+async def test_a_ragged_row_never_reads_as_allow_over_http(api: tuple[Client, dict[str, str]]) -> None:
+    client, headers = api
+    response = await client.post("/v1/scrub?campaign=notices", data=SPOOF, headers=headers)
+    assert response.status == 200
+    *lines, last = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [line["verdict"] for line in lines] == ["BLOCK", "BLOCK", "BLOCK", "ALLOW"]
+    assert [line["reason"] for line in lines] == ["", "", "dnc.internal", "ok"]
+    assert [line["reasons"] for line in lines[:2]] == [[], []]
+    assert "dnc.internal" in lines[2]["reasons"] and "dnc.internal" not in lines[3]["reasons"]
+    assert [line["row_error"] for line in lines] == [RAGGED[4], RAGGED[1], None, None]
+    assert lines[0]["row"] == {"number": LISTED, "state": "NY"}
+    assert lines[1]["row"] == {"number": LISTED, "state": ""}  # as in the CSV: fitted to the header
+    assert last["summary"] | {"by_reason": None} == {
+        "rows": 4, "allowed": 1, "blocked": 3, "by_reason": None, "not_judged": 2,
+    }  # fmt: skip
+
+
+async def test_a_scrubbed_file_scrubbed_again_over_http_echoes_no_stale_verdict(
+    api: tuple[Client, dict[str, str]],
+) -> None:
+    client, headers = api
+    body = f"number,dialguard_verdict,dialguard_reason\n{LISTED},ALLOW,ok\n"
+    response = await client.post("/v1/scrub?campaign=notices", data=body, headers=headers)
+    line = json.loads((await response.text()).splitlines()[0])
+    assert (line["verdict"], line["reason"], line["row"]) == ("BLOCK", "dnc.internal", {"number": LISTED})

@@ -2,7 +2,10 @@
 
 - ``http``: any vendor's JSON API, by configuration: a URL template, method, auth header and a map from
   our fields to dotted paths in the vendor's answer (``data.roaming``, ``network.visited.mcc``).
-- ``file``: a CSV of ``number,status[,visited_country]`` for demos and tests.
+- ``file``: a CSV of ``number,status[,visited_country]`` for demos and tests. The status speaks the HTTP
+  provider's words, any case: ``abroad``, ``roaming``, ``true``, ``yes``, ``1`` (with ``visited_country``)
+  or ``home``, ``false``, ``no``, ``0``; any other word is no answer, cause
+  ``unrecognised status 'xyz' in FILE line N``, never "at home".
 - ``none`` (no provider object at all): a look-up the rules ask for is ``roaming.unknown``, cause
   ``no_provider``, and the packs' failure policy decides.
 """
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 import aiohttp
 
 TRUE_WORDS = {"true", "yes", "1", "roaming", "abroad"}
+HOME_WORDS = {"false", "no", "0", "home"}  # their opposites: what an answers file may say of a number at home
 
 
 class HlrError(Exception):
@@ -129,22 +133,38 @@ class HttpProvider:
 
 
 class FileProvider:
-    """Answers from a CSV file: number (E.164), status (home|abroad), visited_country."""
+    """Answers from a CSV file: number (E.164), status, visited_country.
+
+    A status in ``TRUE_WORDS`` (``abroad``, ``roaming``, ...) is abroad, one in ``HOME_WORDS`` (``home``,
+    ``false``, ...) at home, case and spaces aside. Any other word is no answer: the look-up fails with the
+    cause ``unrecognised status 'xyz' in FILE line N``, so the rule packs decide as for a vendor failure.
+    A visited_country that is neither an ISO code nor a known MCC refuses the file (``unknown_country``).
+    """
 
     name = "file"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.answers: dict[str, HlrAnswer] = {}
+        self.answers: dict[str, HlrAnswer | str] = {}  # a string: the cause of a line that is no answer
         with path.open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
+            reader = csv.DictReader(f)
+            for row in reader:
+                number = (row.get("number") or "").strip()
                 status = (row.get("status") or "").strip().lower()
                 visited = (row.get("visited_country") or "").strip()
-                self.answers[(row.get("number") or "").strip()] = HlrAnswer(
-                    roaming=status == "abroad", visited_country=country_of(visited) if visited else None
-                )
+                country = country_of(visited) if visited else None
+                if status in TRUE_WORDS:
+                    self.answers[number] = HlrAnswer(roaming=True, visited_country=country)
+                elif status in HOME_WORDS:
+                    self.answers[number] = HlrAnswer(roaming=False, visited_country=None)
+                else:
+                    word = (row.get("status") or "").strip()[:32]
+                    self.answers[number] = f"unrecognised status {word!r} in {path} line {reader.line_num}"
 
     async def lookup(self, e164: str) -> HlrAnswer:
         if e164 not in self.answers:
             raise HlrError("not_found", "the number is not in the HLR file")
-        return self.answers[e164]
+        answer = self.answers[e164]
+        if isinstance(answer, str):
+            raise HlrError(answer)
+        return answer

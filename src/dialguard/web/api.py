@@ -26,7 +26,7 @@ from dialguard.gate import CheckRequest, Gate
 from dialguard.numbers import InvalidNumber, parse_wildcard
 from dialguard.policy.model import INTERNAL, Purpose, is_company_list
 from dialguard.rules.loader import CONSENT_KINDS
-from dialguard.scrub import Scrubber, ScrubError
+from dialguard.scrub import Layout, Scrubbed, Scrubber, ScrubError
 from dialguard.store import campaigns, complaints, consent, dnc, registry
 from dialguard.store.audit import list_audit
 from dialguard.store.campaigns import CampaignExists
@@ -440,23 +440,28 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
                 yield row
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    header: list[str] = []
 
-    async def emit(row: list[str]) -> None:
-        nonlocal header
-        if not header:
-            header = row
-            await response.prepare(request)
-            return
-        width = len(header) - 4
-        line: dict[str, Any] = {"row": dict(zip(header[:width], row[:width], strict=False))}
-        line |= {"verdict": row[width], "reason": row[width + 1], "reasons": row[width + 2].split(",")}
-        line["next_callable_at"] = row[width + 3] or None
+    async def started(_: Layout) -> None:
+        await response.prepare(request)
+
+    async def each(scrubbed: Scrubbed) -> None:
+        # The verdict comes from the scrub, never from the lead's cells: a ragged row or an earlier
+        # scrub's columns cannot pass for it.
+        nxt = scrubbed.next_callable_at
+        line = {
+            "row": scrubbed.lead(),
+            "verdict": scrubbed.verdict,
+            "reason": scrubbed.reason,
+            "reasons": list(scrubbed.codes),
+            "next_callable_at": nxt.isoformat() if nxt else None,
+            "row_error": scrubbed.row_error,
+        }
         await response.write(json.dumps(line).encode() + b"\n")
 
     try:
         rows = csv_rows() if request.content_type == "text/csv" else ndjson_rows()
-        summary = await Scrubber(gate=request.app[GATE_KEY], campaign=campaign, at=at).run(rows, emit)
+        scrubber = Scrubber(gate=request.app[GATE_KEY], campaign=campaign, at=at)
+        summary = await scrubber.scrub(rows, started=started, each=each)
     except ScrubError as exc:
         raise ApiError(422, "bad_lead_list", str(exc)) from None
     except ApiError as exc:
