@@ -44,10 +44,10 @@ def at(text: str, zone: str) -> datetime:
         ("+12085550100", "2026-11-23 21:00", "America/Boise", False),
         ("+12085550100", "2026-11-23 08:30", "America/Boise", False),
         ("+12085550100", "2026-11-23 09:00", "America/Boise", True),
-        # Tex. Bus. & Com. Code 301.051: Sunday from noon (Dallas, 214); Monday from 8:00.
+        # Tex. Bus. & Com. Code 301.051(a): Sunday from noon (Dallas, 214); weekdays from 9:00.
         ("+12145550100", "2026-11-22 11:59", "America/Chicago", False),
         ("+12145550100", "2026-11-22 12:00", "America/Chicago", True),
-        ("+12145550100", "2026-11-23 08:00", "America/Chicago", True),
+        ("+12145550100", "2026-11-23 08:00", "America/Chicago", False),
         # 73 P.S. 2245.2 as reported from 2026-10-18: no Sunday calls (Philadelphia, 215).
         ("+12155550100", "2026-11-22 14:00", "America/New_York", False),
         # Louisiana: no calls on a state holiday (Thanksgiving 2026-11-26, New Orleans 504).
@@ -84,6 +84,44 @@ def at(text: str, zone: str) -> datetime:
 )
 def test_calling_windows_at_their_edges(raw: str, local: str, zone: str, allowed: bool) -> None:
     rules = RULES.rules_for(number(raw))
+    assert allowed_at(rules, at(local, zone)) is allowed
+
+
+# Tex. Bus. & Com. Code 301.051(a): not before 9 a.m. or after 9 p.m. on a weekday or Saturday, not before
+# noon or after 9 p.m. on a Sunday. 2026-11-21 is a Saturday, 11-22 a Sunday, 11-23 a Monday.
+TEXAS_EDGES = [  # (local time, allowed, which edge of the window)
+    ("2026-11-23 08:59", False, "opens"),
+    ("2026-11-23 09:00", True, "opens"),
+    ("2026-11-23 20:59", True, "closes"),
+    ("2026-11-23 21:00", False, "closes"),
+    ("2026-11-21 08:59", False, "opens"),
+    ("2026-11-21 09:00", True, "opens"),
+    ("2026-11-21 20:59", True, "closes"),
+    ("2026-11-21 21:00", False, "closes"),
+    ("2026-11-22 11:59", False, "opens"),
+    ("2026-11-22 12:00", True, "opens"),
+    ("2026-11-22 20:59", True, "closes"),
+    ("2026-11-22 21:00", False, "closes"),
+]
+
+
+@pytest.mark.parametrize(("local", "allowed", "edge"), TEXAS_EDGES)
+def test_texas_hours_on_a_texas_number(local: str, allowed: bool, edge: str) -> None:
+    # Austin (512) is in Central time only.
+    rules = RULES.rules_for(number("+15125550100"))
+    assert [layer.key for layer in rules.layers] == ["US", "US-TX"]
+    assert allowed_at(rules, at(local, "America/Chicago")) is allowed
+
+
+@pytest.mark.parametrize(("local", "allowed", "edge"), TEXAS_EDGES)
+def test_texas_hours_bind_a_texas_lead_on_another_states_number(local: str, allowed: bool, edge: str) -> None:
+    # A Chicago (312) number whose lead lives in Texas: the Texas layer applies in every zone the call may
+    # reach, El Paso's Mountain time included, so the window opens at 9:00 (noon on Sunday) Mountain and
+    # closes at 21:00 Central.
+    rules = RULES.rules_for(number("+13125550100"), lead_subdivision="US-TX")
+    assert [layer.key for layer in rules.layers] == ["US", "US-IL", "US-TX"]
+    assert {"America/Chicago", "America/Denver"} <= set(rules.zones)
+    zone = "America/Denver" if edge == "opens" else "America/Chicago"
     assert allowed_at(rules, at(local, zone)) is allowed
 
 
@@ -240,7 +278,7 @@ US_STATE_HOURS = {  # subdivision: (weekday window, Sunday window or None for no
     "US-FL": ("08:00-20:00", "08:00-20:00"),  # 8:00-20:00
     "US-OK": ("08:00-20:00", "08:00-20:00"),
     "US-MD": ("08:00-20:00", "08:00-20:00"),
-    "US-TX": ("08:00-21:00", "12:00-21:00"),  # Sunday 12:00-21:00
+    "US-TX": ("09:00-21:00", "12:00-21:00"),  # weekdays and Saturday 09:00-21:00, Sunday 12:00-21:00
     "US-KY": ("10:00-21:00", "10:00-21:00"),  # from 10:00
     "US-PA": ("08:00-21:00", None),  # the Sunday ban reported from 2026-10-18: the stricter reading
     "US-AL": ("08:00-21:00", None),  # no Sunday calls
