@@ -80,7 +80,12 @@ def layer_on(key: str, day: date) -> RuleLayer:
         # Ala. Code 8-19C-5: Mardi Gras (2027-02-09) in Mobile (251); the stricter reading, statewide (205).
         ("+12515550100", "2027-02-09 12:00", "America/Chicago", False),
         ("+12055550100", "2027-02-09 12:00", "America/Chicago", False),
-        ("+12515550100", "2027-02-08 20:59", "America/Chicago", True),
+        ("+12515550100", "2027-02-08 19:59", "America/Chicago", True),
+        # Ala. Admin. Code r. 770-X-5-.17(1)(b): not before 8 a.m. or after 8 p.m. (Birmingham, 205).
+        ("+12055550100", "2026-11-23 07:59", "America/Chicago", False),
+        ("+12055550100", "2026-11-23 08:00", "America/Chicago", True),
+        ("+12055550100", "2026-11-23 19:59", "America/Chicago", True),
+        ("+12055550100", "2026-11-23 20:00", "America/Chicago", False),
         ("+12515550100", "2027-02-10 08:00", "America/Chicago", True),
         # DST in the US: 2026-03-08 02:00 -> 03:00. 8:00 local exists on both sides.
         ("+12125550100", "2026-03-08 07:59", "America/New_York", False),
@@ -403,7 +408,7 @@ US_STATE_HOURS = {  # subdivision: (weekday window, Sunday window or None for no
     "US-TX": ("09:00-21:00", "12:00-21:00"),  # weekdays and Saturday 09:00-21:00, Sunday 12:00-21:00
     "US-KY": ("10:00-21:00", "10:00-21:00"),  # from 10:00
     "US-PA": ("09:00-19:00", None),  # as reported from 2026-10-18 (before it: Sunday 13:30-21:00)
-    "US-AL": ("08:00-21:00", None),  # no Sunday calls
+    "US-AL": ("08:00-20:00", None),  # no Sunday calls
     "US-LA": ("08:00-20:00", None),
     "US-MS": ("08:00-20:00", None),
 }
