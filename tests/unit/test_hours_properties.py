@@ -71,6 +71,9 @@ def _inside_everywhere(rules: EffectiveRules, zones: list[str], instant: datetim
             continue
         for zone in zones:
             local = instant.astimezone(ZoneInfo(zone))
+            # A layer's period binds only on its own local days (a pack entry dated from 2026-10-18).
+            if (layer.since and local.date() < layer.since) or (layer.until and local.date() > layer.until):
+                continue
             windows = hours.windows_on(local.date(), _is_holiday(hours, local.date()))
             if not any(w.contains(local.time()) for w in windows):
                 return False

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,12 +15,18 @@ from dialguard.policy.engine import evaluate
 from dialguard.policy.model import (
     Attempt,
     CallFacts,
+    CallingHours,
     Campaign,
     ConsentRecord,
+    ConsentRule,
     DncHit,
+    FrequencyCap,
     Purpose,
+    Source,
+    TimeWindow,
     Verdict,
 )
+from dialguard.policy.rulebook import RuleBook, dated_layer, in_force
 from tests.fakes.rules import simple_rulebook
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 13:00 in Warsaw
@@ -193,3 +201,122 @@ def test_allow_only_inside_the_window_and_next_callable_is_callable(now: datetim
             rules,
         )
         assert again.verdict is Verdict.ALLOW
+
+
+# ---------------------------------------------------------------- dated entries (issue 10, item 4)
+
+NEW_RULE = date(2026, 10, 18)  # a Sunday
+NY = NumberFacts(
+    e164="+12125550100",
+    country_code=1,
+    region="US",
+    subdivision="US-NY",
+    time_zones=("America/New_York",),
+    line_type=LineType.FIXED_LINE_OR_MOBILE,
+)
+EVERY_DAY = dict.fromkeys(range(6), (TimeWindow(time(8), time(21)),))
+
+
+def dated_book(zones: tuple[str, ...] = ("America/New_York",)) -> RuleBook:
+    """Sunday 13:30-21:00 until the day before NEW_RULE, then no Sunday calls; written consent from NEW_RULE
+    on (any consent before); a 1-a-day cap that ends the day before NEW_RULE."""
+    old, new = (
+        Source("old act", date(2019, 12, 3), until=NEW_RULE - timedelta(days=1)),
+        Source("new act", NEW_RULE),
+    )
+    layer = dated_layer(
+        "XX",
+        hours=(
+            CallingHours({**EVERY_DAY, 6: (TimeWindow(time(13, 30), time(21)),)}, old),
+            CallingHours(EVERY_DAY, new),
+        ),
+        consent=(
+            ConsentRule(Purpose.MARKETING, True, old),
+            ConsentRule(Purpose.MARKETING, True, new, frozenset({"express_written"})),
+        ),
+        caps=(FrequencyCap(1, timedelta(days=1), old),),
+        presumed_zones=zones,
+        presumption="test",
+    )
+    return RuleBook(countries={}, subdivisions={}, default=layer, version="dated")
+
+
+def ny_facts(now: datetime, **kw: object) -> CallFacts:
+    return facts(raw_number=NY.e164, number=NY, now=now, **kw)
+
+
+def test_a_dated_rule_applies_only_from_its_date_and_the_old_one_until_then() -> None:
+    rules = dated_book().rules_for(NY)
+    express = consent(granted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    sunday_before = datetime(2026, 10, 11, 14, 0, tzinfo=ZoneInfo("America/New_York"))
+    d = evaluate(ny_facts(sunday_before, consents=(express,)), rules)
+    assert d.verdict is Verdict.ALLOW, d.reasons
+    sunday_after = datetime(2026, 10, 18, 14, 0, tzinfo=ZoneInfo("America/New_York"))
+    d = evaluate(ny_facts(sunday_after, consents=(express,)), rules)
+    assert d.codes.count("hours.outside_window") == 1 and "consent.missing" in d.codes
+    hours = next(r for r in d.reasons if r.code == "hours.outside_window")
+    assert hours.detail["source"] == {
+        "citation": "new act",
+        "effective": "2026-10-18",
+        "until": None,
+        "policy": False,
+    }
+    consent_reason = next(r for r in d.reasons if r.code == "consent.missing")
+    assert consent_reason.detail["kinds_accepted"] == ["express_written"]
+
+
+def test_a_dated_rule_starts_at_midnight_in_the_callees_zone() -> None:
+    rules = dated_book().rules_for(NY)
+    express = consent(granted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    # 03:59 UTC on the 18th is still Saturday 23:59 in New York: the old consent rule (any kind) holds,
+    # though the hours block (after 21:00).
+    d = evaluate(ny_facts(datetime(2026, 10, 18, 3, 59, tzinfo=UTC), consents=(express,)), rules)
+    assert "consent.valid" in d.codes
+    d = evaluate(ny_facts(datetime(2026, 10, 18, 4, 0, tzinfo=UTC), consents=(express,)), rules)
+    assert "consent.missing" in d.codes
+
+
+def test_where_the_callees_zones_disagree_about_the_date_both_periods_bind() -> None:
+    # A number that may be in New York or in Tokyo: at 2026-10-17 16:00 UTC it is the 17th in New York
+    # and already the 18th in Tokyo, so the old and the new consent rules both apply: the stricter wins.
+    rules = dated_book().rules_for(replace(NY, time_zones=("America/New_York", "Asia/Tokyo")))
+    current = in_force(rules, datetime(2026, 10, 17, 16, 0, tzinfo=UTC))
+    assert [(layer.since, layer.until) for layer in current.layers] == [
+        (date(2019, 12, 3), date(2026, 10, 17)),
+        (NEW_RULE, None),
+    ]
+    express = consent(granted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert (
+        "consent.missing"
+        in evaluate(ny_facts(datetime(2026, 10, 17, 16, 0, tzinfo=UTC), consents=(express,)), rules).codes
+    )
+
+
+def test_a_cap_that_has_ended_no_longer_counts() -> None:
+    rules = dated_book().rules_for(NY)
+    written = consent(kind="express_written", granted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    monday = datetime(2026, 10, 12, 12, 0, tzinfo=ZoneInfo("America/New_York"))
+    earlier = (Attempt(monday - timedelta(hours=1), "spring", Purpose.MARKETING),)
+    assert evaluate(ny_facts(monday, consents=(written,), attempts=earlier), rules).reason == "frequency.cap"
+    later = monday + timedelta(days=7)
+    earlier = (Attempt(later - timedelta(hours=1), "spring", Purpose.MARKETING),)
+    assert evaluate(ny_facts(later, consents=(written,), attempts=earlier), rules).verdict is Verdict.ALLOW
+
+
+def test_next_callable_across_the_change_is_judged_by_the_rule_of_that_day() -> None:
+    rules = dated_book().rules_for(NY)
+    written = consent(kind="express_written", granted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    ny = ZoneInfo("America/New_York")
+    d = evaluate(ny_facts(datetime(2026, 10, 10, 21, 30, tzinfo=ny), consents=(written,)), rules)
+    assert d.next_callable_at == datetime(2026, 10, 11, 13, 30, tzinfo=ny)
+    d = evaluate(ny_facts(datetime(2026, 10, 17, 21, 30, tzinfo=ny), consents=(written,)), rules)
+    assert d.next_callable_at == datetime(2026, 10, 19, 8, 0, tzinfo=ny)
+
+
+def test_undated_rules_are_selected_without_any_work() -> None:
+    assert in_force(RULES, NOW) is RULES
+
+
+def test_overlapping_entries_of_one_rule_are_refused_by_the_builder() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        dated_layer("XX", hours=(CallingHours(EVERY_DAY, Source("a")), CallingHours(EVERY_DAY, Source("b"))))

@@ -15,6 +15,7 @@ from dialguard.policy.frequency import check_frequency
 from dialguard.policy.hours import check_hours, next_allowed
 from dialguard.policy.model import CallFacts, Decision, EffectiveRules, Purpose, Reason, Verdict
 from dialguard.policy.roaming import allows_roamers, check_roaming
+from dialguard.policy.rulebook import in_force
 
 # An unknown campaign is judged as the strictest purpose, so its evidence is still complete.
 STRICTEST_PURPOSE = Purpose.MARKETING
@@ -26,18 +27,21 @@ def evaluate(facts: CallFacts, rules: EffectiveRules | None) -> Decision:
     if isinstance(facts.number, InvalidNumber) or rules is None:
         return Decision(Verdict.BLOCK, (number_reason,))
     purpose = facts.campaign.purpose if facts.campaign else STRICTEST_PURPOSE
+    # The hours pick each layer's period per zone and per day (the search for next_callable_at may cross a
+    # change); every other check judges by the periods in force now.
     hours_rules = _with_visited_zones(facts, rules)
+    current = in_force(rules, facts.now)
     reasons: list[Reason] = [number_reason]
     if (unknown := check_campaign(facts)) is not None:
         reasons.append(unknown)
     reasons += [
-        check_dnc(facts, rules, purpose),
-        check_consent(facts, rules, purpose),
+        check_dnc(facts, current, purpose),
+        check_consent(facts, current, purpose),
         check_hours(hours_rules, facts.now),
-        check_frequency(facts, rules, purpose),
-        check_roaming(facts, rules, purpose),
+        check_frequency(facts, current, purpose),
+        check_roaming(facts, current, purpose),
     ]
-    if (emergency := check_emergency(facts, rules, purpose)) is not None:
+    if (emergency := check_emergency(facts, current, purpose)) is not None:
         reasons.append(emergency)
     failed = [r for r in reasons if not r.passed]
     if not failed:

@@ -4,6 +4,10 @@ A call is inside the window only if it is inside it in *every* candidate zone an
 (national, subdivision, the administrator's): that is how the stricter rule wins. When it is not, the
 earliest instant at which it would be is searched among the window openings, which are the only places
 the allowed set can begin.
+
+A layer's calling hours apply on the local days its period is in force (a rule dated from 2026-10-18
+binds from midnight that day in each zone, and not before): each zone and each day of the search picks
+the period of its own date, so a next_callable_at across the change is judged by the rule of that day.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
-from dialguard.policy.model import CallingHours, Detail, EffectiveRules, Reason
+from dialguard.policy.model import CallingHours, Detail, EffectiveRules, Reason, RuleLayer
 
 # How far ahead next_callable_at is searched: long enough for a holiday weekend plus a Sunday ban.
 SEARCH_DAYS = 14
@@ -68,18 +72,25 @@ def holiday_name(hours: CallingHours, day: date) -> str | None:
     return _calendar(hours.holiday_country, hours.holiday_subdivision, day.year).get(day)
 
 
+def hours_on(layer: RuleLayer, day: date) -> CallingHours | None:
+    """The layer's calling hours on a local day: None when it has none or its period is not in force then."""
+    return layer.calling_hours if layer.calling_hours is not None and layer.in_force_on(day) else None
+
+
 def _allowed_in(hours: CallingHours, local: datetime) -> bool:
     is_holiday = holiday_name(hours, local.date()) is not None
     return any(w.contains(local.time()) for w in hours.windows_on(local.date(), is_holiday))
 
 
 def allowed_at(rules: EffectiveRules, instant: datetime) -> bool:
-    """True when every layer's window holds in every candidate zone at ``instant``."""
+    """True when every layer's window in force holds in every candidate zone at ``instant``."""
     for layer in rules.layers:
         if layer.calling_hours is None:
             continue
         for zone in rules.zones:
-            if not _allowed_in(layer.calling_hours, instant.astimezone(_zone(zone))):
+            local = instant.astimezone(_zone(zone))
+            hours = hours_on(layer, local.date())
+            if hours is not None and not _allowed_in(hours, local):
                 return False
     return True
 
@@ -87,14 +98,15 @@ def allowed_at(rules: EffectiveRules, instant: datetime) -> bool:
 def _openings(rules: EffectiveRules, after: datetime) -> Iterator[datetime]:
     """Every window start, in every zone and layer, from the day before ``after`` on, in UTC."""
     for layer in rules.layers:
-        hours = layer.calling_hours
-        if hours is None:
+        if layer.calling_hours is None:
             continue
         for zone_name in rules.zones:
             zone = _zone(zone_name)
             first = after.astimezone(zone).date() - timedelta(days=1)
             for offset in range(SEARCH_DAYS + 2):
                 day = first + timedelta(days=offset)
+                if (hours := hours_on(layer, day)) is None:
+                    continue
                 is_holiday = holiday_name(hours, day) is not None
                 for window in hours.windows_on(day, is_holiday):
                     # Round-trip through UTC so a start inside a DST gap lands on a real instant.
@@ -128,12 +140,17 @@ def check_hours(rules: EffectiveRules, now: datetime) -> Reason:
 
 
 def _judge(rules: EffectiveRules, now: datetime) -> Reason:
-    layers = [layer for layer in rules.layers if layer.calling_hours is not None]
-    local_times: Detail = {z: now.astimezone(_zone(z)).isoformat() for z in rules.zones}
+    locals_ = {zone: now.astimezone(_zone(zone)) for zone in rules.zones}
+    days = {local.date() for local in locals_.values()} or {now.astimezone(UTC).date()}
+    # The layers with a calling-hours rule in force on the day judged, in some candidate zone.
+    layers = [
+        layer for layer in rules.layers if any(hours_on(layer, day) is not None for day in sorted(days))
+    ]
+    local_times: Detail = {z: local.isoformat() for z, local in locals_.items()}
     detail: Detail = {
         "zones": list(rules.zones),
         "local_times": local_times,
-        "layers": [layer.key for layer in layers],
+        "layers": list(dict.fromkeys(layer.key for layer in layers)),
     }
     if rules.zone_note:
         detail["zone_note"] = rules.zone_note
@@ -142,11 +159,9 @@ def _judge(rules: EffectiveRules, now: datetime) -> Reason:
     if not rules.zones:
         return Reason("hours.outside_window", False, {**detail, "why": "no time zone known for this number"})
     for layer in layers:
-        hours = layer.calling_hours
-        assert hours is not None
-        for zone in rules.zones:
-            local = now.astimezone(_zone(zone))
-            if _allowed_in(hours, local):
+        for zone, local in locals_.items():
+            hours = hours_on(layer, local.date())
+            if hours is None or _allowed_in(hours, local):
                 continue
             holiday = holiday_name(hours, local.date())
             windows = hours.windows_on(local.date(), holiday is not None)

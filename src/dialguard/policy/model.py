@@ -172,16 +172,25 @@ class CallFacts:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a rule comes from: a legal citation with its effective date, or company policy."""
+    """Where a rule comes from: a legal citation with the days it is in force, or company policy.
+
+    ``effective`` and ``until`` are conditions, not labels: the rule applies from its first day to its last
+    (both included; None leaves that end open), judged by the callee's local date (see policy/rulebook.py).
+    """
 
     citation: str
-    effective: date | None = None
+    effective: date | None = None  # first day in force
     policy: bool = False  # True: a rule we chose, not one the law imposes
+    until: date | None = None  # last day in force
+
+    def in_force_on(self, day: date) -> bool:
+        return (self.effective is None or self.effective <= day) and (self.until is None or day <= self.until)
 
     def as_detail(self) -> Detail:
         return {
             "citation": self.citation,
             "effective": self.effective.isoformat() if self.effective else None,
+            "until": self.until.isoformat() if self.until else None,
             "policy": self.policy,
         }
 
@@ -276,6 +285,13 @@ class RuleLayer:
     """One level of rules: a country, a subdivision inside it, or the administrator's overrides.
 
     A call must satisfy every layer that applies to it; that is how "the stricter wins".
+
+    A layer whose entries carry dates is cut by the loader into periods at those dates (policy/rulebook.py,
+    ``dated_layer``): one RuleLayer per period, holding the entries in force throughout it, with the days it
+    covers (``since``..``until``). The rule book names the newest period; the earlier ones hang from it
+    (``earlier``). The policy keeps the periods in force on the day it judges: two date comparisons per
+    layer, nothing rebuilt per call. A question asked without an instant sees every period, so it errs on
+    the strict side (a recording notice, an HLR look-up, how far back caps count).
     """
 
     key: str  # "US", "US-FL", "config"
@@ -290,6 +306,16 @@ class RuleLayer:
     # When the number gives no usable zone, or zones that share no window: which zones to presume, and why.
     presumed_zones: tuple[str, ...] = ()
     presumption: str | None = None
+    since: date | None = None  # the first day of this period (None: from the beginning)
+    until: date | None = None  # its last day (None: open-ended)
+    earlier: tuple[RuleLayer, ...] = ()  # the layer's earlier periods, oldest first (on the newest only)
+
+    def in_force_on(self, day: date) -> bool:
+        return (self.since is None or self.since <= day) and (self.until is None or day <= self.until)
+
+    def periods(self) -> tuple[RuleLayer, ...]:
+        """Every period of the layer, oldest first (an undated layer is its own single period)."""
+        return (*self.earlier, self)
 
 
 @dataclass(frozen=True, slots=True)

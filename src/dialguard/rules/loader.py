@@ -9,7 +9,8 @@ A pack::
 
     [hours]                             # callee's local time; every rule names its source
     source = "47 CFR 64.1200(c)(1)"
-    effective = 2003-10-01
+    effective = 2003-10-01              # in force from this day (the callee's date) ...
+    until = 2030-12-31                  # ... to this one, both included; either may be left out
     all = ["08:00-21:00"]               # every day unless a day says otherwise
     sunday = []                         # no calls on Sunday
     holidays = []                       # on public holidays: these windows ([] = none); absent = a normal day
@@ -47,6 +48,21 @@ A pack::
     [subdivisions.FL]                   # the same sections, for a state or province
     name = "Florida"
 
+A rule that changes on a date is written as dated entries, an array of tables whose dates do not overlap
+(``[[hours]]``, ``[[consent.marketing]]``, ``[[roaming]]``, ``[[emergency]]``, ``[[recording]]``; ``[[caps]]``
+and ``[[dnc]]`` entries carry their own dates, and two entries for one list must not overlap)::
+
+    [[subdivisions.PA.hours]]
+    source = "..."
+    until = 2026-10-17
+    sunday = ["13:30-21:00"]
+    [[subdivisions.PA.hours]]
+    source = "..."
+    effective = 2026-10-18
+    sunday = []
+
+Each entry applies only on its own days; the policy picks the one in force on the callee's local date.
+
 A mistake stops start-up with the file, the key and the reason (:class:`PackError`).
 Admin overrides (config ``[rules.overrides."US-FL".hours]`` etc.) replace a layer's sections;
 ``[rules.overrides.all]`` adds a layer every call must also satisfy.
@@ -58,11 +74,12 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, time, timedelta
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
@@ -80,11 +97,13 @@ from dialguard.policy.model import (
     Source,
     TimeWindow,
 )
-from dialguard.policy.rulebook import RuleBook
+from dialguard.policy.rulebook import RuleBook, dated_layer
+
+T = TypeVar("T")
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WINDOW = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
-SOURCE_KEYS = {"source", "effective", "policy"}
+SOURCE_KEYS = {"source", "effective", "until", "policy"}
 LAYER_KEYS = {
     "name",
     "hours",
@@ -120,6 +139,10 @@ PACK_KEYS = {"country", "name", "aliases", "members"}
 CONSENT_KINDS = {"express", "express_written", "written_agreement", "ebr_purchase", "ebr_inquiry", "verbal"}
 
 
+def _days(source: Source) -> str:
+    return f"{source.effective or 'always'} to {source.until or 'open'}"
+
+
 class PackError(Exception):
     """A rule pack or an override is wrong: names the file, the key and what is wrong with it."""
 
@@ -147,23 +170,48 @@ class _Builder:
                 )
         return table
 
-    def source(self, table: Mapping[str, Any], key: str, *, inherited: Source | None = None) -> Source:
+    def source(self, table: Mapping[str, Any], key: str) -> Source:
         citation = table.get("source")
         if citation is None:
-            if inherited is not None:
-                return inherited
             raise self.fail(
                 f"{key}.source", "every rule needs its legal source (or policy = true and a reason)"
             )
         if not isinstance(citation, str) or not citation.strip():
             raise self.fail(f"{key}.source", "must be a non-empty string")
-        effective = table.get("effective")
-        if effective is not None and not isinstance(effective, date):
-            raise self.fail(f"{key}.effective", "must be a TOML date, e.g. 2024-01-01")
+        effective, until = table.get("effective"), table.get("until")
+        for day, day_key in ((effective, "effective"), (until, "until")):
+            # A TOML date, not a date-time: a datetime is a date too in Python, so say it outright.
+            if day is not None and (not isinstance(day, date) or hasattr(day, "hour")):
+                raise self.fail(f"{key}.{day_key}", "must be a TOML date, e.g. 2024-01-01")
+        if effective is not None and until is not None and until < effective:
+            raise self.fail(f"{key}.until", f"ends ({until}) before it takes effect ({effective})")
         policy = table.get("policy", False)
         if not isinstance(policy, bool):
             raise self.fail(f"{key}.policy", "must be true or false")
-        return Source(citation, effective, policy)
+        return Source(citation, effective, policy, until)
+
+    def no_overlap(self, entries: Sequence[tuple[str, Source]], what: str) -> None:
+        """Dated entries of one rule take turns: each must end before the next takes effect."""
+        ordered = sorted(entries, key=lambda e: e[1].effective or date.min)
+        for (before_key, before), (after_key, after) in pairwise(ordered):
+            if before.until is None or before.until >= (after.effective or date.min):
+                raise self.fail(
+                    after_key,
+                    f"its dates overlap {before_key} ({_days(before)} and {_days(after)}): entries of {what} "
+                    "must take turns; give the earlier an until before the later's effective",
+                )
+
+    def dated(
+        self, value: Any, key: str, build: Callable[[Any, str], T], source: Callable[[T], Source]
+    ) -> list[T]:
+        """One rule, written once (a table) or as dated entries (an array of tables) that do not overlap."""
+        if not isinstance(value, list):
+            return [build(value, key)]
+        if not value:
+            raise self.fail(key, "an array of dated entries needs at least one")
+        built = [(f"{key}[{i}]", build(item, f"{key}[{i}]")) for i, item in enumerate(value)]
+        self.no_overlap([(k, source(entry)) for k, entry in built], key)
+        return [entry for _, entry in built]
 
     def windows(self, value: Any, key: str) -> tuple[TimeWindow, ...]:
         if not isinstance(value, list):
@@ -227,19 +275,22 @@ class _Builder:
                 key, f"unknown purpose {name!r} ({', '.join(p.value for p in Purpose)})"
             ) from None
 
-    def consent(self, table: Any, key: str) -> dict[Purpose, ConsentRule]:
-        out = {}
-        for name, rule in self.keys(table, {p.value for p in Purpose}, key).items():
-            k = f"{key}.{name}"
-            r = self.keys(rule, CONSENT_KEYS, k)
-            required = r.get("required")
-            if not isinstance(required, bool):
-                raise self.fail(f"{k}.required", "must be true or false")
-            kinds = r.get("kinds", [])
-            if not isinstance(kinds, list) or not all(kind in CONSENT_KINDS for kind in kinds):
-                raise self.fail(f"{k}.kinds", f"must be a list of {', '.join(sorted(CONSENT_KINDS))}")
-            purpose = self.purpose(name, k)
-            out[purpose] = ConsentRule(purpose, required, self.source(r, k), frozenset(kinds))
+    def consent(self, table: Any, key: str) -> list[ConsentRule]:
+        out = []
+        for name, value in self.keys(table, {p.value for p in Purpose}, key).items():
+            purpose = self.purpose(name, f"{key}.{name}")
+
+            def rule(table: Any, k: str, purpose: Purpose = purpose) -> ConsentRule:
+                r = self.keys(table, CONSENT_KEYS, k)
+                required = r.get("required")
+                if not isinstance(required, bool):
+                    raise self.fail(f"{k}.required", "must be true or false")
+                kinds = r.get("kinds", [])
+                if not isinstance(kinds, list) or not all(kind in CONSENT_KINDS for kind in kinds):
+                    raise self.fail(f"{k}.kinds", f"must be a list of {', '.join(sorted(CONSENT_KINDS))}")
+                return ConsentRule(purpose, required, self.source(r, k), frozenset(kinds))
+
+            out += self.dated(value, f"{key}.{name}", rule, lambda c: c.source)
         return out
 
     def caps(self, value: Any, key: str) -> tuple[FrequencyCap, ...]:
@@ -310,6 +361,10 @@ class _Builder:
                     entry_lifetime_days=lifetime,
                 )
             )
+        for name in {rule.list_name for rule in out}:
+            self.no_overlap(
+                [(f"{key}[{i}]", r.source) for i, r in enumerate(out) if r.list_name == name], f"list {name}"
+            )
         return tuple(out)
 
     def roaming(self, table: Any, key: str) -> RoamingRule:
@@ -336,11 +391,11 @@ class _Builder:
             source=self.source(t, key),
         )
 
-    def recording(self, table: Any, key: str) -> Source | None:
+    def recording(self, table: Any, key: str) -> tuple[Source, bool]:
         t = self.keys(table, RECORDING_KEYS, key)
         if not isinstance(t.get("all_party_consent"), bool):
             raise self.fail(f"{key}.all_party_consent", "must be true or false")
-        return self.source(t, key) if t["all_party_consent"] else None
+        return self.source(t, key), t["all_party_consent"]
 
     def presume(self, table: Any, key: str) -> tuple[tuple[str, ...], str]:
         t = self.keys(table, PRESUME_KEYS, key)
@@ -363,17 +418,23 @@ class _Builder:
         t = self.keys(table, LAYER_KEYS, key)
         prefix = f"{key}." if key else ""
         zones, reason = self.presume(t["presume"], f"{prefix}presume") if "presume" in t else ((), None)
-        return RuleLayer(
-            key=layer_key,
-            calling_hours=self.hours(t["hours"], f"{prefix}hours", region, sub) if "hours" in t else None,
-            consent=self.consent(t["consent"], f"{prefix}consent") if "consent" in t else {},
-            frequency_caps=self.caps(t["caps"], f"{prefix}caps") if "caps" in t else (),
-            dnc_lists=self.dnc(t["dnc"], f"{prefix}dnc") if "dnc" in t else (),
-            roaming=self.roaming(t["roaming"], f"{prefix}roaming") if "roaming" in t else None,
-            emergency=self.emergency(t["emergency"], f"{prefix}emergency") if "emergency" in t else None,
-            all_party_consent=self.recording(t["recording"], f"{prefix}recording")
-            if "recording" in t
-            else None,
+
+        def hours(value: Any, k: str) -> CallingHours:
+            return self.hours(value, k, region, sub)
+
+        def entries(name: str, build: Callable[[Any, str], T], source: Callable[[T], Source]) -> list[T]:
+            return self.dated(t[name], f"{prefix}{name}", build, source) if name in t else []
+
+        recording = entries("recording", self.recording, lambda r: r[0])
+        return dated_layer(
+            layer_key,
+            hours=entries("hours", hours, lambda h: h.source),
+            consent=self.consent(t["consent"], f"{prefix}consent") if "consent" in t else (),
+            caps=self.caps(t["caps"], f"{prefix}caps") if "caps" in t else (),
+            dnc=self.dnc(t["dnc"], f"{prefix}dnc") if "dnc" in t else (),
+            roaming=entries("roaming", self.roaming, lambda r: r.source),
+            emergency=entries("emergency", self.emergency, lambda e: e.source),
+            recording=[src for src, all_party in recording if all_party],
             presumed_zones=zones,
             presumption=reason,
         )
