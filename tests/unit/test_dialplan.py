@@ -190,6 +190,107 @@ def test_every_line_of_the_file_loads(dp: Dialplan) -> None:
     assert sorted(e.lineno for e in dp.priorities() if e.file == str(CONF)) == lines
 
 
+# ------------------------------------------------------------------ item 14: the call at answer
+
+
+def answer(dp: Dialplan, gate: GateAnswers, call_id: str = CALL_ID) -> Channel:
+    """The checked call, allowed, answered: U(dialguard-answer^...) runs on the callee."""
+    gate.check = {**ALLOW_US, "DIALGUARD_CALL_ID": call_id}
+    return call(dp, PHONES, "2025550143", agi=gate)
+
+
+def test_a_call_without_a_call_id_is_hung_up_at_answer_before_the_gate_is_asked(dp: Dialplan) -> None:
+    gate = GateAnswers(announce={"DIALGUARD_ANNOUNCE": "OK"})
+    chan = answer(dp, gate, call_id="")
+    assert [route for route, _ in gate.sessions] == ["check"]  # no announce session
+    assert chan.ended == "Aborted"
+    assert chan.callee is not None
+    assert said(chan.callee) == ["dialguard: answered call without a call id - hanging up"]
+
+
+def test_a_call_the_gate_refuses_at_answer_is_hung_up_with_the_reason(dp: Dialplan) -> None:
+    gate = GateAnswers(announce={"DIALGUARD_ANNOUNCE": "REFUSED", "DIALGUARD_REFUSED_REASON": "call.unknown"})
+    chan = answer(dp, gate)
+    assert chan.ended == "Aborted"
+    assert chan.callee is not None
+    assert said(chan.callee) == [
+        f"dialguard: gate refused call {CALL_ID} at answer (call.unknown) - hanging up"
+    ]
+    assert "MixMonitor" not in kinds(chan.callee)
+
+
+def test_an_unreachable_gate_at_answer_lets_the_call_go_on_unrecorded_and_says_so(dp: Dialplan) -> None:
+    chan = answer(dp, GateAnswers(announce=None))
+    assert chan.ended == "Bridged"
+    assert chan.callee is not None
+    assert said(chan.callee) == [
+        f"dialguard: gate unreachable at answer (AGISTATUS=FAILURE) - call {CALL_ID} goes on without "
+        "the notice and without recording"
+    ]
+    assert "MixMonitor" not in kinds(chan.callee)
+
+
+def test_a_call_the_gate_lets_record_is_recorded(dp: Dialplan) -> None:
+    chan = answer(dp, GateAnswers(announce={"DIALGUARD_RECORD": "YES", "DIALGUARD_ANNOUNCE": "OK"}))
+    assert chan.ended == "Bridged"
+    assert chan.callee is not None
+    assert [e.data for e in chan.callee.events if e.kind == "MixMonitor"] == [f"dialguard-{CALL_ID}.wav"]
+
+
+def test_an_opt_out_ends_the_call(dp: Dialplan) -> None:
+    chan = answer(dp, GateAnswers(announce={"DIALGUARD_OPTOUT": "1", "DIALGUARD_ANNOUNCE": "OK"}))
+    assert chan.ended == "Aborted"
+    assert chan.callee is not None
+    assert said(chan.callee) == [f"dialguard: opt-out on call {CALL_ID} - hanging up"]
+
+
+ORIGINATED = {
+    "DIALGUARD_CALL_ID": CALL_ID,
+    "DIALGUARD_NUMBER": "+12025550143",
+    "DIALGUARD_CAMPAIGN": "spring",
+}
+
+
+def originate(dp: Dialplan, gate: GateAnswers, **variables: str) -> Channel:
+    return call(dp, "dialguard-originate", "s", variables={**ORIGINATED, **variables}, agi=gate)
+
+
+def test_an_originated_call_without_a_call_id_ends_before_the_gate_is_asked(dp: Dialplan) -> None:
+    gate = GateAnswers(announce={"DIALGUARD_ANNOUNCE": "OK"})
+    chan = originate(dp, gate, DIALGUARD_CALL_ID="")
+    assert gate.sessions == []
+    assert said(chan) == [
+        "dialguard: originated call without DIALGUARD_CALL_ID - hanging up (check the number first)"
+    ]
+    assert chan.ended == "Hangup()"
+
+
+@pytest.mark.parametrize(
+    "announce",
+    [
+        {"DIALGUARD_ANNOUNCE": "REFUSED", "DIALGUARD_REFUSED_REASON": "call.unknown"},
+        {"DIALGUARD_OPTOUT": "1", "DIALGUARD_ANNOUNCE": "OK"},
+    ],
+)
+def test_an_originated_call_refused_or_opted_out_never_reaches_an_agent(
+    dp: Dialplan, announce: dict[str, str]
+) -> None:
+    gate = GateAnswers(announce=announce)
+    chan = originate(dp, gate)
+    assert gate.sessions == [("announce", [CALL_ID, "+12025550143", "spring"])]
+    assert chan.ended == "Hangup()"
+    assert chan.context == "dialguard-originate"
+
+
+@pytest.mark.parametrize("announce", [{"DIALGUARD_ANNOUNCE": "OK"}, None])
+def test_an_originated_call_announced_or_with_the_gate_away_goes_to_the_agents(
+    dp: Dialplan, announce: dict[str, str] | None
+) -> None:
+    chan = originate(dp, GateAnswers(announce=announce))
+    assert chan.context == dp.globals["DIALGUARD_AGENT_CONTEXT"]
+    assert chan.ended == "Fallthrough"  # the agents' context is the site's own, not in this file
+
+
 # ------------------------------------------------------------------ item 18: modules and dial strings
 
 # Where each application and function the file may use lives (Asterisk's source tree). None: the core
