@@ -7,6 +7,7 @@ FastAGI session (tests/fakes/asterisk_agi.py, as res_agi.c speaks it) to the gat
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,20 +16,28 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from dialguard.asterisk.agi_routes import agi_routes
 from dialguard.asterisk.agi_server import AgiServer
 from dialguard.clock import fixed_clock
+from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.policy.model import Purpose
 from dialguard.store import consent, dnc
-from tests.dialplan_shipped import PHONES, installed
+from dialguard.store.campaigns import add_campaign
+from dialguard.store.tokens import Role, create_token
+from dialguard.web.app import create_app
+from tests.dialplan_shipped import CONF, PHONES, ROOT, installed
 from tests.fakes import asterisk_agi
 from tests.fakes.dialplan import Channel, Dialplan, call
 from tests.fakes.rules import simple_rulebook
 
 NOON = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # 12:00 in Warsaw, a Monday
 PL_MOBILE = "+48601234567"
+
+Client = TestClient[web.Request, web.Application]
 
 
 def agi_over_fastagi(loop: asyncio.AbstractEventLoop) -> Any:
@@ -134,3 +143,53 @@ async def test_a_gate_that_is_down_is_logged_as_unreachable_and_the_call_rejecte
         "dialguard: gate unreachable (AGISTATUS=FAILURE) - call to +48601234567 rejected"
     ]
     assert chan.ended == "Hangup(21)"
+
+
+# ------------------------------------------------------------------ item 15: the dialer's check
+
+
+def dialer_docs() -> dict[str, str]:
+    """Where the dialer flow is written: README's Asterisk section, docs/asterisk.md, the conf comment."""
+    readme = (ROOT / "README.md").read_text()
+    wiring = readme[readme.index("## Wire it into Asterisk") :]
+    return {
+        "README.md": wiring[: wiring.index("\n## ", 1)],
+        "docs/asterisk.md": (ROOT / "docs" / "asterisk.md").read_text(),
+        CONF.name: CONF.read_text(),
+    }
+
+
+def check_bodies(text: str) -> list[dict[str, Any]]:
+    # curl -d '{...}' localhost:8080/v1/checks, or "POST /v1/checks {...}"
+    pattern = r"(\{\"number\"[^{}]*\})'?\s+localhost:\d+/v1/checks|/v1/checks\s+(\{[^{}]*\})"
+    return [json.loads(b) for m in re.finditer(pattern, text) for b in m.groups() if b]
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, aiohttp_client: Any) -> tuple[Client, str]:
+    # A cap of two calls a day: a check that counts as an attempt runs into it on the third call.
+    rulebook = simple_rulebook(consent_for=(), cap=(2, timedelta(days=1)))
+    gate = Gate(pool=pool, rulebook=rulebook, clock=fixed_clock(NOON), default_region="PL")
+    client = await aiohttp_client(create_app(settings=Settings(), pool=pool, gate=gate))
+    async with pool.acquire() as conn:
+        await add_campaign(conn, name="spring", purpose=Purpose.INFORMATIONAL)
+        token = await create_token(conn, name="crm", role=Role.DIALER)
+    return client, token
+
+
+@pytest.mark.parametrize("doc", sorted(dialer_docs()))
+async def test_the_documented_dialer_check_counts_as_an_attempt_so_caps_apply(
+    api: tuple[Client, str], doc: str
+) -> None:
+    bodies = check_bodies(dialer_docs()[doc])
+    assert bodies, f"{doc} documents no POST /v1/checks body for the dialer"
+    client, token = api
+    for body in bodies:
+        assert body.get("record") is True, f'{doc}: {body}: without "record": true it is a dry run'
+        verdicts = []
+        for _ in range(3):
+            r = await client.post("/v1/checks", json=body, headers={"Authorization": f"Bearer {token}"})
+            decision = await r.json()
+            assert r.status == 200, decision
+            verdicts.append((decision["verdict"], decision["reason"], decision["recorded"]))
+        assert verdicts == [("ALLOW", "ok", True), ("ALLOW", "ok", True), ("BLOCK", "frequency.cap", True)]
