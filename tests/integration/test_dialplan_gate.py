@@ -90,7 +90,7 @@ async def test_a_consented_number_is_checked_by_the_gate_then_dialled(
 ) -> None:
     async with pool.acquire() as conn:
         await consent.grant_consent(
-            conn, number=PL_MOBILE, kind="express", source="web_form", purpose=Purpose.MARKETING,
+            conn, at=NOON, number=PL_MOBILE, kind="express", source="web_form", purpose=Purpose.MARKETING,
             granted_at=NOON - timedelta(days=1),
         )  # fmt: skip
     dp = dialplan_to(tmp_path, gate_server.port)
@@ -108,7 +108,7 @@ async def test_a_number_on_the_internal_list_is_rejected_with_its_reason(
     pool: asyncpg.Pool, gate_server: AgiServer, tmp_path: Path
 ) -> None:
     async with pool.acquire() as conn:
-        await dnc.add_dnc(conn, number=PL_MOBILE, source="complaint")
+        await dnc.add_dnc(conn, at=NOON, number=PL_MOBILE, source="complaint")
     dialled: list[str] = []
     chan = await run_call(dialplan_to(tmp_path, gate_server.port), "+48601234567", dialled)
     assert dialled == []

@@ -302,7 +302,7 @@ async def test_an_hlr_file_reads_roaming_words_as_abroad_and_any_unknown_word_as
     async with pool.acquire() as conn:
         for number in (at_home, nonsense):
             await consent.grant_consent(
-                conn, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
+                conn, at=NOW, number=number, kind="express", source="web_form", purpose=Purpose.MARKETING,
                 granted_at=NOW - timedelta(days=3),
             )  # fmt: skip
     answers = tmp_path / "hlr.csv"

@@ -243,7 +243,7 @@ async def test_a_scrubbed_file_scrubbed_again_has_one_verdict_column_and_it_is_f
     code, _, err = await dialguard(db_dsn, *scrub, str(leads), "-o", str(first), numbers_default_region="US")
     assert code == 0, err
     async with notices.acquire() as conn:
-        await dnc.add_dnc(conn, number="+12125550142", source="complaint")  # Ann opted out since
+        await dnc.add_dnc(conn, at=NOW, number="+12125550142", source="complaint")  # Ann opted out since
     code, _, err = await dialguard(db_dsn, *scrub, str(first), "-o", str(again), numbers_default_region="US")
     assert code == 0, err
     with first.open(newline="", encoding="utf-8") as f:
