@@ -1,20 +1,25 @@
 """The gate: facts -> policy -> stored decision. The one entry for AGI, HTTP and the CLI.
 
 Fail-closed: when the facts cannot be read in time, the call is blocked with ``gate.unavailable``.
+The deadline covers reading the facts, never the decision's insert: the verdict the channel hears is
+the verdict stored. When an insert's answer is lost, the gate ends that backend and reads back what
+landed before it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -22,6 +27,7 @@ from dialguard.clock import Clock
 from dialguard.hlr.service import RoamingService
 from dialguard.numbers import InvalidNumber, NumberFacts, parse_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
+from dialguard.policy.frequency import caps_apply
 from dialguard.policy.model import (
     CallFacts,
     Campaign,
@@ -34,17 +40,37 @@ from dialguard.policy.model import (
 )
 from dialguard.policy.roaming import roaming_required
 from dialguard.policy.rulebook import RuleBook
-from dialguard.store.db import Connection
-from dialguard.store.decisions import insert_decision
+from dialguard.store.db import (
+    DATABASE_FAILURES,
+    Connection,
+    StoreUnavailable,
+    connection,
+    describe_failure,
+)
+from dialguard.store.decisions import insert_decision, stored_verdict
 from dialguard.store.facts import StoredFacts, lock_number, read_facts, read_many_facts
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+FACT_FAILURES: tuple[type[Exception], ...] = (*DATABASE_FAILURES, StoreUnavailable)
+
 # What the rules get when they ask about roaming and no HLR provider is configured.
 NO_PROVIDER = RoamingFact("unknown", cause="no_provider")
 
-# What a failure to read facts looks like from outside: transport, server, pool or deadline trouble.
-FACT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+class _NoFacts(Exception):
+    """The facts could not be read in time: no decision was made and nothing was stored."""
+
+
+class _Unsettled(Exception):
+    """The decision's insert (or its commit) failed without saying whether it landed."""
+
+    def __init__(self, result: GateDecision, backend_pid: int) -> None:
+        super().__init__(str(result.call_id))
+        self.result = result
+        self.backend_pid = backend_pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +186,13 @@ class Gate:
             if not request.keep:
                 return dataclasses.replace(call, stored=False)
             return await self._store_invalid(call)
+        deadline = asyncio.get_running_loop().time() + self.fact_timeout
         try:
-            async with asyncio.timeout(self.fact_timeout):
-                return await self._decide(call)
-        except FACT_ERRORS as exc:
-            return self._unavailable(call, exc)
+            return await self._decide(call, deadline)
+        except _NoFacts as exc:
+            return self._unavailable(call, str(exc))
+        except _Unsettled as unsettled:
+            return await self._settle(call, unsettled)
 
     async def look_ahead(self, requests: Sequence[CheckRequest]) -> list[GateDecision]:
         """Judge many numbers of one campaign at one instant with a single fact query (a lead-list
@@ -172,12 +200,12 @@ class Gate:
         calls = [self._call(dataclasses.replace(r, keep=False, record=False)) for r in requests]
         valid = [c for c in calls if isinstance(c, _Call)]
         facts: dict[str, StoredFacts] = {}
-        failure: BaseException | None = None
+        failure: Exception | None = None
         if valid:
             first = valid[0]
             sinces = [since for c in valid if (since := _attempts_since(c))]
             try:
-                async with asyncio.timeout(self.fact_timeout), self.pool.acquire() as conn:
+                async with asyncio.timeout(self.fact_timeout), connection(self.pool) as conn:
                     facts = await read_many_facts(
                         conn,
                         numbers=sorted({c.number.e164 for c in valid}),
@@ -185,7 +213,7 @@ class Gate:
                         attempts_since=min(sinces, default=None),
                         now=first.now,
                     )
-            except FACT_ERRORS as exc:
+            except (StoreUnavailable, TimeoutError) as exc:
                 failure = exc
         roaming: dict[str, RoamingFact] = {}
         if valid and failure is None:
@@ -199,7 +227,7 @@ class Gate:
             if isinstance(call, GateDecision):
                 out.append(dataclasses.replace(call, stored=False))
             elif failure is not None:
-                out.append(self._unavailable(call, failure))
+                out.append(self._unavailable(call, describe_failure(failure)))
             else:
                 stored = facts[call.number.e164]
                 campaign = self._campaign(call.campaign_name, stored.campaign)
@@ -219,37 +247,63 @@ class Gate:
         rules = self.rulebook.rules_for(number, lead_subdivision=request.lead_subdivision)
         return _Call(call_id, request, number, campaign_name, rules, now)
 
-    def _unavailable(self, call: _Call, exc: BaseException) -> GateDecision:
+    def _unavailable(self, call: _Call, cause: str) -> GateDecision:
         # No facts, no call. The cause is logged once here; the decision carries it as evidence.
-        log.warning("gate unavailable, blocking call %s: %s", call.id, _describe(exc))
-        decision = Decision(Verdict.BLOCK, (Reason("gate.unavailable", False, {"cause": _describe(exc)}),))
+        log.warning("gate unavailable, blocking call %s: %s", call.id, cause)
+        decision = Decision(Verdict.BLOCK, (Reason("gate.unavailable", False, {"cause": cause}),))
         rules_version = call.rules.version
         return GateDecision(
             call.id, call.number, call.campaign_name, decision, rules_version, call.now, False, stored=False
         )
 
-    async def _decide(self, call: _Call) -> GateDecision:
+    async def _decide(self, call: _Call, deadline: float) -> GateDecision:
         since = _attempts_since(call)
         e164 = call.number.e164
-        async with self.pool.acquire() as conn:
-            stored = await read_facts(
-                conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+        async with self._connection(deadline) as conn:
+            stored = await _within(
+                deadline,
+                read_facts(
+                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+                ),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
             settled, roaming = self._roaming_without_vendor(call, campaign, purpose, stored)
             if settled:  # no vendor to ask: finish on this connection
-                return await self._finish(conn, call, campaign, purpose, stored, roaming)
+                return await self._finish(conn, call, campaign, purpose, stored, roaming, deadline)
         # The HLR is asked with no connection held: a slow vendor must not drain the pool.
-        asked = await self._roaming([call], campaign, purpose)
-        async with self.pool.acquire() as conn:
+        asked = await _within(deadline, self._roaming([call], campaign, purpose))
+        async with self._connection(deadline) as conn:
             # Read again: an opt-out or a revocation that arrived while the vendor answered must count.
-            stored = await read_facts(
-                conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+            stored = await _within(
+                deadline,
+                read_facts(
+                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+                ),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
-            return await self._finish(conn, call, campaign, purpose, stored, asked.get(e164))
+            return await self._finish(conn, call, campaign, purpose, stored, asked.get(e164), deadline)
+
+    @asynccontextmanager
+    async def _connection(self, deadline: float) -> AsyncIterator[Connection]:
+        """A pooled connection acquired before ``deadline``. One that a failure or a deadline left
+        mid-command is terminated, not released gracefully: its reset would wait out the command timeout."""
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await self.pool.acquire(timeout=max(deadline - loop.time(), 0.0))
+        except DATABASE_FAILURES as exc:
+            raise _NoFacts(describe_failure(exc)) from exc
+        finished = False
+        try:
+            yield conn
+            finished = True
+        finally:
+            if not finished:
+                # The pool lets go of a connection whose link died by itself: nothing left to end then.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
+            await self.pool.release(conn)
 
     def _roaming_without_vendor(
         self, call: _Call, campaign: Campaign | None, purpose: Purpose, stored: StoredFacts
@@ -271,28 +325,59 @@ class Gate:
         purpose: Purpose,
         stored: StoredFacts,
         roaming: RoamingFact | None,
+        deadline: float,
     ) -> GateDecision:
-        e164 = call.number.e164
-        if call.request.record and _caps_apply(call.rules, purpose):
-            # A cap counts this call: decide under the number's lock, on facts read after taking it,
-            # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
-            async with conn.transaction():
-                await lock_number(conn, e164)
-                stored = await read_facts(
-                    conn,
-                    number=e164,
-                    campaign=call.campaign_name,
-                    attempts_since=_attempts_since(call),
-                    now=call.now,
-                )
-                result = self._judge(call, campaign, stored, roaming)
-                await self._insert(conn, result)
+        result: GateDecision | None = None
+        try:
+            if call.request.record and caps_apply(call.rules, purpose, call.now):
+                # A cap counts this call: decide under the number's lock, on facts read after taking it,
+                # so two gateways cannot both take the last slot. Calls no cap counts skip the lock.
+                async with conn.transaction():
+                    stored = await _within(deadline, self._read_locked(conn, call))
+                    result = self._judge(call, campaign, stored, roaming)
+                    await self._insert(conn, result)
                 return result
-        result = self._judge(call, campaign, stored, roaming)
-        if not call.request.keep:
-            return dataclasses.replace(result, stored=False)
-        await self._insert(conn, result)
-        return result
+            result = self._judge(call, campaign, stored, roaming)
+            if not call.request.keep:
+                return dataclasses.replace(result, stored=False)
+            await self._insert(conn, result)
+            return result
+        except DATABASE_FAILURES as exc:
+            if result is None:  # failed before a decision existed (the lock's rollback, say)
+                raise _NoFacts(describe_failure(exc)) from exc
+            raise _Unsettled(result, conn.get_server_pid()) from exc
+
+    async def _read_locked(self, conn: Connection, call: _Call) -> StoredFacts:
+        e164 = call.number.e164
+        await lock_number(conn, e164)
+        return await read_facts(
+            conn, number=e164, campaign=call.campaign_name, attempts_since=_attempts_since(call), now=call.now
+        )
+
+    async def _settle(self, call: _Call, unsettled: _Unsettled) -> GateDecision:
+        """The insert's answer was lost: the channel hears what the database holds. That backend is
+        ended first (``pg_terminate_backend`` with a timeout waits for it, PostgreSQL 14+), so its
+        transaction has committed or rolled back for good before we look."""
+        cause = describe_failure(unsettled.__cause__ or unsettled)
+        try:
+            async with asyncio.timeout(self.fact_timeout), connection(self.pool) as conn:
+                verdict = await stored_verdict(
+                    conn,
+                    unsettled.result.call_id,
+                    end_backend=unsettled.backend_pid,
+                    within=self.fact_timeout,
+                )
+        except (StoreUnavailable, TimeoutError) as exc:
+            # Unknowable now: the channel is blocked; the row, if it landed, over-counts an attempt.
+            log.error(
+                "decision %s: the insert's outcome is unknown (%s; read-back: %s); the call is blocked",
+                call.id, cause, describe_failure(exc),
+            )  # fmt: skip
+            return self._unavailable(call, f"decision not confirmed: {cause}")
+        if verdict is None:
+            return self._unavailable(call, f"decision not stored: {cause}")
+        log.info("decision %s landed although its answer was lost (%s)", call.id, cause)
+        return unsettled.result
 
     def _campaign(self, name: str, stored: Campaign | None) -> Campaign | None:
         if stored is None and name == self.default_campaign:
@@ -387,18 +472,14 @@ class Gate:
     async def _store_invalid(self, result: GateDecision) -> GateDecision:
         """An unparsable number is blocked whatever happens; it is stored when the database allows."""
         try:
-            async with asyncio.timeout(self.fact_timeout), self.pool.acquire() as conn:
+            async with asyncio.timeout(self.fact_timeout), connection(self.pool) as conn:
                 await self._insert(conn, result)
-        except FACT_ERRORS as exc:
-            log.warning("could not store decision %s (invalid number): %s", result.call_id, _describe(exc))
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning(
+                "could not store decision %s (invalid number): %s", result.call_id, describe_failure(exc)
+            )
             return dataclasses.replace(result, stored=False)
         return result
-
-
-def _caps_apply(rules: EffectiveRules, purpose: Purpose) -> bool:
-    return any(
-        not cap.purposes or purpose in cap.purposes for layer in rules.layers for cap in layer.frequency_caps
-    )
 
 
 def _longest_cap(rules: EffectiveRules) -> timedelta | None:
@@ -417,7 +498,12 @@ def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> b
     return call.number.possibly_mobile and roaming_required(call.rules, campaign, purpose)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timeout reading facts"
-    return f"{type(exc).__name__}: {exc}"[:200]
+async def _within(deadline: float, step: Awaitable[T]) -> T:
+    """A step of reading the facts: before ``deadline``, and any failure means no facts."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await step
+    except TimeoutError as exc:
+        raise _NoFacts("timeout reading facts") from exc
+    except FACT_FAILURES as exc:
+        raise _NoFacts(describe_failure(exc)) from exc

@@ -18,6 +18,7 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._replies: set[asyncio.Event] = set()  # one per link: set while the server's bytes flow
 
     @classmethod
     def for_dsn(cls, dsn: str) -> CuttableProxy:
@@ -58,17 +59,24 @@ class CuttableProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
+        flowing = asyncio.Event()
+        flowing.set()
+        self._replies.add(flowing)
         pumps = [
             asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(up_reader, writer, flowing)),
         ]
         self._links.update(pumps)
         for p in pumps:
             p.add_done_callback(self._links.discard)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event | None = None
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if flowing is not None:
+                    await flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -83,6 +91,13 @@ class CuttableProxy:
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
+
+    def hold_replies(self) -> None:
+        """The server's answers on the links open now stop reaching the client (a reply lost on the way);
+        links opened later flow."""
+        for flowing in self._replies:
+            flowing.clear()
+        self._replies.clear()
 
     def restore(self) -> None:
         self.accepting = True

@@ -19,6 +19,7 @@ from dialguard.store.sealing import seal, verify
 from tests.cli import dialguard
 from tests.fakes.proxy import CuttableProxy
 from tests.fakes.rules import simple_rulebook
+from tests.fakes.waiting import server_reports
 
 # 15:00 UTC is 16:00 in Warsaw: inside an 8-21 window.
 NOON = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -161,6 +162,49 @@ async def test_database_gone_blocks_fail_closed_then_recovers(
         if back.verdict is Verdict.ALLOW:
             break
     assert back.verdict is Verdict.ALLOW
+
+
+SLOW_INSERT = """
+CREATE FUNCTION slow_decision_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
+CREATE TRIGGER slow_decision_insert BEFORE INSERT ON decisions
+    FOR EACH ROW EXECUTE FUNCTION slow_decision_insert();
+"""
+
+
+async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_lost(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """Issue 10, item 9: the insert commits, its answer never arrives; the channel must not hear BLOCK
+    while the database keeps ALLOW and a counted attempt."""
+    proxy = CuttableProxy.for_dsn(db_dsn)
+    await proxy.start()
+    through = await create_pool(proxy.dsn_through(db_dsn), size=1, command_timeout=1)
+    gate = make_gate(through, rulebook=simple_rulebook(consent_for=()), fact_timeout=3.0)
+    async with pool.acquire() as conn:
+        await conn.execute(SLOW_INSERT)
+    try:
+        check = asyncio.create_task(gate.check(CheckRequest(PL_MOBILE, record=True)))
+        async with pool.acquire() as conn:
+            await server_reports(
+                conn,
+                "SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                "AND query LIKE '%INSERT INTO decisions%' AND pid <> pg_backend_pid()",
+            )
+        proxy.hold_replies()  # the insert goes on and commits; its answer is lost on the way back
+        heard = await check
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "DROP TRIGGER slow_decision_insert ON decisions; DROP FUNCTION slow_decision_insert()"
+            )
+        through.terminate()
+        await proxy.close()
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", heard.call_id)
+        attempts = await conn.fetchval("SELECT count(*) FROM attempts WHERE call_id = $1", heard.call_id)
+    assert (str(heard.verdict), stored, attempts) == ("ALLOW", "ALLOW", 1)
+    assert heard.stored
 
 
 @pytest.mark.parametrize("batch", [2, 10_000])  # 2: the sealer's stream crosses fetch batches

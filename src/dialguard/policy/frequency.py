@@ -9,6 +9,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from dialguard.policy.model import Attempt, CallFacts, Detail, EffectiveRules, FrequencyCap, Purpose, Reason
+from dialguard.policy.rulebook import in_force
+
+
+def caps_counting(rules: EffectiveRules, purpose: Purpose) -> list[tuple[str, FrequencyCap]]:
+    """The caps (with their layer's key) that count a call of this purpose."""
+    return [
+        (layer.key, cap)
+        for layer in rules.layers
+        for cap in layer.frequency_caps
+        if not cap.purposes or purpose in cap.purposes
+    ]
+
+
+def caps_apply(rules: EffectiveRules, purpose: Purpose, now: datetime) -> bool:
+    """A call placed at ``now`` counts against a cap: the gate then decides it under the number's lock."""
+    return bool(caps_counting(in_force(rules, now), purpose))
 
 
 def _counted(
@@ -25,12 +41,7 @@ def _counted(
 
 
 def check_frequency(facts: CallFacts, rules: EffectiveRules, purpose: Purpose) -> Reason:
-    caps = [
-        (layer.key, cap)
-        for layer in rules.layers
-        for cap in layer.frequency_caps
-        if not cap.purposes or purpose in cap.purposes
-    ]
+    caps = caps_counting(rules, purpose)
     if not caps:
         return Reason("frequency.ok", True, {"caps": []})
     counted: list[Detail] = []

@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
 
@@ -24,6 +26,40 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 
 class DatabaseError(Exception):
     """The database could not be reached or set up; the message says what to do."""
+
+
+class StoreUnavailable(Exception):
+    """The database could not do what the call path asked: down, unreachable, too slow, or the link broke."""
+
+
+# What a failing database looks like from the client: transport, server, pool or deadline trouble, and
+# asyncpg's InternalClientError ("cannot switch to state 12"), seen on a connection whose server was killed.
+DATABASE_FAILURES: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a log or a decision's evidence (never a DSN: asyncpg's messages do not carry one)."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
+    if isinstance(cause, TimeoutError):
+        return "timeout"
+    return f"{type(cause).__name__}: {cause}"[:200]
+
+
+@asynccontextmanager
+async def connection(pool: Pool, *, within: float | None = None) -> AsyncIterator[Connection]:
+    """A pooled connection for the call path: any database failure, in acquiring it (``within``
+    seconds at most) or in what runs on it, comes out as :class:`StoreUnavailable`."""
+    try:
+        async with pool.acquire(timeout=within) as conn:
+            yield conn
+    except DATABASE_FAILURES as exc:
+        raise StoreUnavailable(describe_failure(exc)) from exc
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -53,3 +53,16 @@ async def insert_decision(
         digest,
         purpose,
     )
+
+
+async def stored_verdict(
+    conn: Connection, call_id: uuid.UUID, *, end_backend: int, within: float
+) -> str | None:
+    """The verdict stored for ``call_id``, asked once the backend that was writing it has gone.
+
+    ``pg_terminate_backend`` with a timeout (PostgreSQL 14+) waits until that backend has exited, so its
+    transaction has committed or rolled back for good: what this reads is final.
+    """
+    await conn.execute("SELECT pg_terminate_backend($1, $2)", end_backend, max(int(within * 1000), 1))
+    verdict: str | None = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", call_id)
+    return verdict
