@@ -19,10 +19,12 @@ from dialguard.gate import Gate
 from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import OptOutJournal, replay_forever
+from dialguard.metrics import Metrics
+from dialguard.optouts import OptOutKeeper
 from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
-from dialguard.store.db import create_pool, resolve_dsn
+from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
 from dialguard.store.sealing import seal
 from dialguard.web.access_log import PathOnlyAccessLogger
@@ -63,9 +65,9 @@ async def seal_forever(pool: asyncpg.Pool, every: float = SEAL_EVERY) -> None:
     while True:
         await asyncio.sleep(every)
         try:
-            async with pool.acquire() as conn:
+            async with connection(pool) as conn:
                 await seal(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except StoreUnavailable as exc:
             log.warning("could not seal the evidence logs now (will retry): %s", exc)
 
 
@@ -104,14 +106,18 @@ async def _run(
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
     gate = build_gate(settings, pool, clock, roaming)
+    metrics = Metrics()
+    keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
     calls = CallRoutes(
         pool=pool,
-        journal=journal,
+        keeper=keeper,
         rulebook=gate.rulebook,
         clock=clock,
         optout_digit=settings.calls.optout_digit,
         listen_after_ms=settings.calls.listen_after_ms,
         sound_prefix=settings.calls.sound_prefix,
+        sounds_dir=settings.calls.sounds_dir,
+        decision_max_age=settings.calls.decision_max_age,
     )
     agi = AgiServer(
         routes=agi_routes(gate=gate, calls=calls),
@@ -123,7 +129,8 @@ async def _run(
         max_line_bytes=settings.agi.max_line_bytes,
     )
     runner = web.AppRunner(
-        create_app(settings=settings, pool=pool, gate=gate), access_log_class=PathOnlyAccessLogger
+        create_app(settings=settings, pool=pool, gate=gate, metrics=metrics),
+        access_log_class=PathOnlyAccessLogger,
     )
     await runner.setup()
     try:

@@ -113,6 +113,10 @@ class CallsSettings:
     listen_after_ms: int = 5000  # how long the opt-out stays armed after the notice ends
     sound_prefix: str = "dialguard"  # prompts are <prefix>/<lang>/dialguard-*.wav under Asterisk's sounds
     journal_path: Path = Path("data/optout-journal.jsonl")  # opt-outs wait here while the database is down
+    # The gateway's own copy of the prompts (as copied for Asterisk): the evidence of what a callee heard
+    # (its words and the audio's SHA-256) is read from it. Unreadable: the evidence says so.
+    sounds_dir: Path | None = Path("/var/lib/asterisk/sounds/dialguard")
+    decision_max_age: float = 600.0  # seconds after its check that an answered call may still use a decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+ASTDATADIR = "/var/lib/asterisk"  # ast_config_AST_DATA_DIR, as a default install has it
+
 DEAD_SAFE = {
     ("asyncagi", "break"),
     ("database", "del"),
@@ -243,6 +245,7 @@ class _Dialog:
         self.handlers: dict[tuple[str, ...], Callable[[list[str]], list[str]]] = {
             ("set", "variable"): self.set_variable,
             ("get", "variable"): self.get_variable,
+            ("get", "full", "variable"): self.get_full_variable,
             ("verbose",): self.verbose,
             ("answer",): lambda argv: ["200 result=0"],
             ("noop",): lambda argv: ["200 result=0"],
@@ -320,6 +323,26 @@ class _Dialog:
             return self.usage(("get", "variable"))
         value = self.channel.variables.get(argv[2])
         return ["200 result=0"] if value is None else [f"200 result=1 ({value})"]
+
+    def get_full_variable(self, argv: list[str]) -> list[str]:
+        """handle_getvariablefull: the expression substituted as pbx_substitute_variables_helper does —
+        here ``${NAME}``, ``${ASTDATADIR}`` and ``${STAT(e,FILE)}`` (func_env: "1" if the file exists)."""
+        if len(argv) not in (4, 5):
+            return self.usage(("get", "full", "variable"))
+        builtin = {"ASTDATADIR": ASTDATADIR}
+        text = re.sub(
+            r"\$\{([A-Za-z0-9_]+)\}",
+            lambda m: builtin.get(m[1], self.channel.variables.get(m[1], "")),
+            argv[3],
+        )
+        text = re.sub(r"\$\{STAT\(e,([^)]*)\)\}", lambda m: "1" if self._sound_exists(m[1]) else "0", text)
+        return [f"200 result=1 ({text})"]
+
+    def _sound_exists(self, path: str) -> bool:
+        """A sound file as STAT sees it: <ASTDATADIR>/sounds/<name>.<format>, or an absolute path."""
+        name = path.rsplit(".", 1)[0]
+        name = name.removeprefix(f"{ASTDATADIR}/sounds/")
+        return self.channel.sounds is None or name in self.channel.sounds
 
     def verbose(self, argv: list[str]) -> list[str]:
         if len(argv) < 2:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,9 +22,11 @@ from dialguard.asterisk.call_routes import CallRoutes
 from dialguard.clock import fixed_clock
 from dialguard.gate import CheckRequest, Gate
 from dialguard.journal import JournalError, OptOutJournal
+from dialguard.metrics import Metrics
+from dialguard.optouts import OptOutKeeper
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
-from dialguard.store import campaigns, consent
+from dialguard.store import campaigns, consent, dnc
 from dialguard.store.calls import events_of
 from dialguard.store.db import create_pool
 from dialguard.store.sealing import seal, verify
@@ -32,6 +37,7 @@ NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 11:00 in New York and Miami
 NEW_YORK = "+12125550142"  # one-party consent to recording
 MIAMI = "+13055550142"  # Florida: all-party consent
 RULES = load_rulebook()
+SOUNDS = Path(__file__).resolve().parents[2] / "asterisk-conf" / "sounds"
 
 
 def notice(lang: str = "en") -> str:
@@ -60,9 +66,11 @@ async def gateway(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[tuple[Fak
 
 async def start(pool: asyncpg.Pool, journal: OptOutJournal) -> tuple[FakeAsterisk, AgiServer]:
     gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    keeper = OptOutKeeper(pool=pool, journal=journal, metrics=Metrics(), clock=fixed_clock(NOW))
     calls = CallRoutes(
-        pool=pool, journal=journal, rulebook=RULES, clock=fixed_clock(NOW), listen_after_ms=300
-    )
+        pool=pool, keeper=keeper, rulebook=RULES, clock=fixed_clock(NOW), listen_after_ms=300,
+        sounds_dir=SOUNDS,
+    )  # fmt: skip
     server = AgiServer(routes=agi_routes(gate=gate, calls=calls), host="127.0.0.1", port=0)
     await server.start()
     return FakeAsterisk("127.0.0.1", server.port), server
@@ -74,8 +82,16 @@ async def next_check(pool: asyncpg.Pool, number: str) -> str:
 
 
 async def kinds(pool: asyncpg.Pool, call_id: str) -> list[str]:
+    """The call's events after the answer claimed its call id (that claim is asserted where it matters)."""
     async with pool.acquire() as conn:
-        return [e["kind"] for e in await events_of(conn, uuid.UUID(call_id))]
+        return [
+            e["kind"] for e in await events_of(conn, uuid.UUID(call_id)) if e["kind"] != "announce.claimed"
+        ]
+
+
+def streams(run: Any) -> list[list[str]]:
+    """The STREAM FILE commands of a session, in order."""
+    return [c for c in run.commands if c[:2] == ["STREAM", "FILE"]]
 
 
 @pytest.mark.parametrize(
@@ -90,7 +106,8 @@ async def test_no_digit_the_notice_plays_and_recording_is_allowed(
     run = await asterisk.agi("announce", call_id)
     assert run.variables["DIALGUARD_RECORD"] == record
     assert "DIALGUARD_OPTOUT" not in run.variables
-    assert ["STREAM", "FILE", notice(), "9"] == run.commands[1][:4]
+    assert ["STREAM", "FILE", notice(), "9"] == streams(run)[0][:4]
+    assert run.variables["DIALGUARD_ANNOUNCE"] == "OK" and run.status == "SUCCESS"
     assert await kinds(pool, call_id) == ["notice.played", "recording"]
 
 
@@ -147,20 +164,66 @@ async def test_a_missing_prompt_falls_back_to_english_and_still_offers_the_opt_o
     call_id = await decided(pool, "+34612345678")  # Spanish: the notice in "es" is missing here
     english = {notice("en"), "dialguard/en/dialguard-optout-confirmed"}
     run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"], sounds=english))
-    played = [c[2] for c in run.commands if c[:2] == ["STREAM", "FILE"]]
-    assert played[:2] == [notice("es"), notice("en")]
+    # Asked first, never streamed: a STREAM FILE of a missing file would end the step with FAILURE.
+    assert [c[2] for c in streams(run)][:1] == [notice("en")]
     assert run.variables["DIALGUARD_OPTOUT"] == "1"
+    assert run.status == "SUCCESS"
+    async with pool.acquire() as conn:
+        events = await events_of(conn, uuid.UUID(call_id))
+    heard = next(e["detail"] for e in events if e["kind"] == "notice.interrupted")
+    assert (heard["language"], heard["file"], heard["digit"]) == ("en", notice("en"), "9")
 
 
-async def test_an_unknown_call_id_is_refused_without_recording(
+async def refused(asterisk: FakeAsterisk, *args: str) -> str:
+    """Run announce; it must refuse the call (no prompt, no recording): the reason code."""
+    run = await asterisk.agi("announce", *args)
+    assert run.variables["DIALGUARD_ANNOUNCE"] == "REFUSED", run.variables
+    assert run.variables["DIALGUARD_RECORD"] == "NO"
+    assert not streams(run)
+    return run.variables["DIALGUARD_REFUSED_REASON"]
+
+
+async def test_an_answer_without_an_allow_behind_it_is_refused(
     pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
 ) -> None:
+    """Issue 10, item 14: missing, unknown, not an ALLOW, used, too old, another number: refused."""
     asterisk, _ = gateway
-    run = await asterisk.agi("announce", str(uuid.uuid4()))
-    assert run.variables["DIALGUARD_RECORD"] == "NO"
-    assert any("no decision for call" in v for v in run.verbose)
-    run = await asterisk.agi("announce", "not-a-uuid")
-    assert run.variables["DIALGUARD_RECORD"] == "NO"
+    assert await refused(asterisk, "") == "call_id.missing"
+    assert await refused(asterisk, "not-a-uuid") == "call_id.invalid"
+    assert await refused(asterisk, str(uuid.uuid4())) == "call_id.unknown"
+    async with pool.acquire() as conn:
+        await dnc.add_dnc(conn, at=NOW, number=MIAMI, source="complaint")
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    blocked = await gate.check(CheckRequest(MIAMI, campaign="notices", record=True))
+    assert await refused(asterisk, str(blocked.call_id)) == "decision.block"
+    call_id = await decided(pool, NEW_YORK)
+    assert await refused(asterisk, call_id, MIAMI, "notices") == "number.mismatch"
+    ok = await asterisk.agi("announce", call_id, NEW_YORK, "notices")
+    assert ok.variables["DIALGUARD_ANNOUNCE"] == "OK"
+    assert await refused(asterisk, call_id) == "call_id.used"
+    async with pool.acquire() as conn:
+        assert [e["kind"] for e in await events_of(conn, uuid.UUID(call_id))].count("announce.claimed") == 1
+        refusals = [
+            e["detail"]["code"]
+            for e in await events_of(conn, uuid.UUID(call_id))
+            if e["kind"] == "answer.refused"
+        ]
+    assert refusals == ["number.mismatch", "call_id.used"]
+
+
+async def test_an_answer_long_after_its_check_is_refused(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    call_id = await decided(pool, NEW_YORK)
+    journal = OptOutJournal(tmp_path / "journal.jsonl")
+    later = fixed_clock(NOW + timedelta(seconds=601))
+    keeper = OptOutKeeper(pool=pool, journal=journal, metrics=Metrics(), clock=later)
+    calls = CallRoutes(pool=pool, keeper=keeper, rulebook=RULES, clock=later, decision_max_age=600)
+    gate = Gate(pool=pool, rulebook=RULES, clock=later, default_region="US")
+    server = AgiServer(routes=agi_routes(gate=gate, calls=calls), host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        assert await refused(FakeAsterisk("127.0.0.1", server.port), call_id) == "decision.stale"
+    finally:
+        await server.close()
 
 
 async def test_an_opt_out_with_the_database_gone_is_journaled_then_replayed_exactly_once(
@@ -264,7 +327,15 @@ async def test_consent_by_phone_needs_both_presses(
     if granted:
         assert (rows[0]["kind"], rows[0]["source"], rows[0]["purpose"]) == ("verbal", "call", "informational")
         assert rows[0]["evidence"]["call_id"] == call_id
-        assert rows[0]["evidence"]["prompt"]
+        # Exactly what was heard: both prompts, their language, file, words and the audio's hash.
+        ask, confirm = rows[0]["evidence"]["prompts"]
+        audio = (SOUNDS / "en" / "dialguard-consent-ask.wav").read_bytes()
+        assert (ask["language"], ask["file"]) == ("en", "dialguard/en/dialguard-consent-ask")
+        assert ask["sha256"] == hashlib.sha256(audio).hexdigest()
+        assert (
+            ask["text"] == (SOUNDS / "en" / "dialguard-consent-ask.txt").read_text(encoding="utf-8").strip()
+        )
+        assert confirm["prompt"] == "consent-confirm"
     else:
         refused = [e for e in events if e["kind"] == "consent.refused"]
         assert refused[0]["detail"]["outcome"] == outcome
@@ -297,9 +368,9 @@ async def test_without_a_notice_only_one_party_states_may_record(
     call_id = await decided(pool, number)
     run = await asterisk.agi("announce", call_id, channel=Channel(sounds=set()))  # no prompt installed
     assert run.variables["DIALGUARD_RECORD"] == record
-    played = [c[2] for c in run.commands if c[:2] == ["STREAM", "FILE"]]
-    # The notice, its English fallback, then the opt-out offer alone (also missing here).
-    assert played == [notice("en"), "dialguard/en/dialguard-optout-offer"]
+    assert not streams(run)  # nothing to play: asked for, found missing, never streamed
+    assert run.status == "SUCCESS"
+    assert await kinds(pool, call_id) == ["notice.missing", "recording"]
 
 
 async def test_serve_refuses_to_start_without_a_writable_journal(db_dsn: str, tmp_path: Path) -> None:
@@ -359,7 +430,9 @@ async def test_call_events_are_sealed_and_an_altered_or_removed_one_is_found(
             await conn.execute(f"UPDATE {table} SET inserted_at = inserted_at - interval '1 minute'")
             await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER {table}_append_only")
         sealed = await seal(conn)
-        assert sealed is not None and sealed["call_events"] == len(await kinds(pool, call_id)) >= 3
+        assert (
+            sealed is not None and sealed["call_events"] == len(await kinds(pool, call_id)) + 1 >= 4
+        )  # + the claim
         assert (await verify(conn)).ok
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("DELETE FROM call_events")
@@ -392,6 +465,92 @@ async def test_a_campaign_sets_the_language_and_the_opt_out_key(
     call_id = str((await gate.check(CheckRequest(NEW_YORK, campaign="ventas", record=True))).call_id)
     # After the notice the callee presses 9 (the default key, not this campaign's), then 7.
     run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9", "7"]))
-    assert ["STREAM", "FILE", notice("es"), "7"] == run.commands[1][:4]
+    assert ["STREAM", "FILE", notice("es"), "7"] == streams(run)[0][:4]
     assert run.variables["DIALGUARD_LANG"] == "es" and run.variables["DIALGUARD_OPTOUT"] == "1"
     assert await kinds(pool, call_id) == ["notice.played", "digit.ignored", "optout.stored", "optout"]
+
+
+async def test_an_opt_out_that_cannot_be_kept_still_ends_the_call_and_says_so(
+    db_dsn: str, pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10, item 11: the database away and the journal unwritable (disk full, a path gone bad)."""
+    call_id = await decided(pool, NEW_YORK)
+    path = tmp_path / "journal.jsonl"
+    journal = OptOutJournal(path)
+    journal.check_writable()
+    proxy = CuttableProxy.for_dsn(db_dsn)
+    await proxy.start()
+    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    metrics = Metrics()
+    keeper = OptOutKeeper(pool=through, journal=journal, metrics=metrics, clock=fixed_clock(NOW), within=0.5)
+    calls = CallRoutes(pool=through, keeper=keeper, rulebook=RULES, clock=fixed_clock(NOW), db_within=0.5)
+    gate = Gate(pool=through, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    server = AgiServer(routes=agi_routes(gate=gate, calls=calls), host="127.0.0.1", port=0)
+    await server.start()
+
+    def everything_fails() -> None:
+        proxy.cut()
+        path.unlink()
+        path.mkdir()  # the journal's path is now a directory: no line can be written
+
+    try:
+        channel = Channel(dtmf=["9"], during_prompt=everything_fails)
+        run = await FakeAsterisk("127.0.0.1", server.port).agi("announce", call_id, channel=channel)
+    finally:
+        await server.close()
+        through.terminate()
+        await proxy.close()
+    assert run.variables["DIALGUARD_OPTOUT"] == "1"  # the call ends: it never reaches an agent
+    assert run.status == "FAILURE"
+    assert not any(c[2].endswith("optout-confirmed") for c in streams(run))  # nothing confirmed
+    lost = [r for r in caplog.records if r.levelname == "CRITICAL"]
+    assert len(lost) == 1 and NEW_YORK in lost[0].getMessage() and call_id in lost[0].getMessage()
+    assert not any("journaled" in r.getMessage() for r in caplog.records)
+    assert b'dialguard_optouts_total{kept="lost"} 1.0' in metrics.render()
+
+
+async def test_the_journal_loses_nothing_to_a_replay_in_another_process(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Issue 14, item 1: a gateway journals while `journal status --replay` (another process) replays."""
+    call_id = await decided(pool, NEW_YORK)
+    path = tmp_path / "journal.jsonl"
+    appender = (
+        "import asyncio, sys, uuid\n"
+        "from datetime import UTC, datetime\n"
+        "from pathlib import Path\n"
+        "from dialguard.journal import OptOutJournal\n"
+        "from dialguard.store.calls import OptOut\n"
+        "journal = OptOutJournal(Path(sys.argv[1]))\n"
+        "async def main():\n"
+        "    for i in range(200):\n"
+        "        at = datetime(2026, 11, 23, 16, tzinfo=UTC)\n"
+        "        number = f'+1212555{i:04d}'\n"
+        "        call = uuid.UUID(sys.argv[2])\n"
+        "        await journal.append(OptOut(uuid.uuid4(), number, call, 'notices', '9', at))\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", appender, str(path), call_id)
+    journal = OptOutJournal(path)
+    replays = 0
+    while proc.returncode is None:
+        await journal.replay(pool)
+        replays += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.001)
+    assert proc.returncode == 0
+    await journal.replay(pool)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(DISTINCT number) FROM optouts") == 200
+    assert journal.pending() == [] and replays > 1
+
+
+async def test_an_unreadable_journal_line_is_kept_aside_not_deleted(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"not": "an opt-out"}\n')
+    journal = OptOutJournal(path)
+    assert await journal.replay(pool) == 0
+    assert path.read_bytes() == b""
+    assert (tmp_path / "journal.jsonl.unreadable").read_bytes() == b'{"not": "an opt-out"}\n'

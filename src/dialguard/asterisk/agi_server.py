@@ -147,6 +147,11 @@ class AgiSession:
         reply = await self.execute("GET VARIABLE", name)
         return reply.data if reply.result == "1" else None
 
+    async def get_full_variable(self, expression: str) -> str | None:
+        """``GET FULL VARIABLE``: an expression with ``${...}`` and functions, evaluated by Asterisk."""
+        reply = await self.execute("GET FULL VARIABLE", expression)
+        return reply.data if reply.result == "1" else None
+
     async def verbose(self, message: str, level: int = 1) -> None:
         await self.execute("VERBOSE", message, str(level))
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dialguard.policy.model import INTERNAL, Campaign
+from dialguard.policy.model import Campaign
+from dialguard.policy.optout import OPTOUT_EFFECTS
 from dialguard.store.campaigns import campaign_from_row
 from dialguard.store.consent import revoke_consent
 from dialguard.store.db import Connection
@@ -56,11 +57,15 @@ class CallRecord:
     number: str
     campaign: str
     known_campaign: Campaign | None = None
+    verdict: str = "ALLOW"  # what the dialplan's arguments stand for when the database is away
+    reason: str = "ok"
+    decided_at: datetime | None = None
 
 
 async def call_by_id(conn: Connection, call_id: uuid.UUID) -> CallRecord | None:
     row = await conn.fetchrow(
-        """SELECT d.call_id, d.number, d.campaign, c.name, c.purpose, c.settings
+        """SELECT d.call_id, d.number, d.campaign, d.verdict, d.reason, d.decided_at,
+                  c.name, c.purpose, c.settings
              FROM decisions d LEFT JOIN campaigns c ON c.name = d.campaign
             WHERE d.call_id = $1""",
         call_id,
@@ -68,7 +73,30 @@ async def call_by_id(conn: Connection, call_id: uuid.UUID) -> CallRecord | None:
     if row is None:
         return None
     known = campaign_from_row(row) if row["name"] is not None else None
-    return CallRecord(row["call_id"], row["number"], row["campaign"], known)
+    return CallRecord(
+        row["call_id"],
+        row["number"],
+        row["campaign"],
+        known,
+        row["verdict"],
+        row["reason"],
+        row["decided_at"],
+    )
+
+
+async def claim_announce(conn: Connection, call_id: uuid.UUID, *, at: datetime) -> bool:
+    """Mark the call id as announced, once: False when an earlier answer already used it (a call id is
+    one call; a second channel answering under it is refused). Serialised per call id across gateways."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", str(call_id))
+        used = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM call_events WHERE call_id = $1 AND kind = 'announce.claimed')",
+            call_id,
+        )
+        if used:
+            return False
+        await record_event(conn, call_id, "announce.claimed", {}, at=at)
+    return True
 
 
 async def record_event(
@@ -105,15 +133,17 @@ async def store_optout(conn: Connection, optout: OptOut, *, via: str, stored_at:
         if not fresh:
             return False
         evidence = {**optout.as_json(), "via": via}
-        # Both take the key press's own time: a replayed opt-out counts from when it was pressed.
-        await add_dnc(
-            conn, number=optout.number, at=optout.at, list_name=INTERNAL, source="dtmf",
-            evidence=evidence, actor="agi",
-        )  # fmt: skip
-        # A key press is a revocation "by any reasonable means" (47 CFR 64.1200): consent goes too.
-        await revoke_consent(
-            conn, number=optout.number, source="dtmf", at=optout.at, evidence=evidence, actor="agi"
-        )
+        # What an opt-out does is the policy's (OPTOUT_EFFECTS); both take the key press's own time, so a
+        # replayed opt-out counts from when it was pressed.
+        for list_name in OPTOUT_EFFECTS.lists:
+            await add_dnc(
+                conn, number=optout.number, at=optout.at, list_name=list_name, source="dtmf",
+                evidence=evidence, actor="agi",
+            )  # fmt: skip
+        if OPTOUT_EFFECTS.revokes_consent:
+            await revoke_consent(
+                conn, number=optout.number, source="dtmf", at=optout.at, evidence=evidence, actor="agi"
+            )
         stored = {"optout_id": str(optout.id), "via": via}
         await record_event(conn, optout.call_id, "optout.stored", stored, at=stored_at)
     return True

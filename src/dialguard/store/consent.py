@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import calendar
 from datetime import datetime
 from typing import Any
 
 from dialguard.policy.model import ConsentRecord, Purpose
+from dialguard.policy.relationship import relationship_ends
 from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
 
@@ -20,18 +20,6 @@ SELECT g.id, g.number, g.purpose, g.campaign, g.kind, g.source, g.evidence, g.gr
 """
 CURRENT_CONSENTS_SQL = _CONSENT_STATE + " WHERE g.number = $1 ORDER BY g.granted_at, g.id"
 RECENT_CONSENTS_SQL = _CONSENT_STATE + " ORDER BY g.id DESC LIMIT $1"
-
-
-# An established business relationship lasts 18 months after a purchase, 3 after an inquiry
-# (16 CFR 310.2(q)); the grant's date is the purchase or inquiry date.
-EBR_MONTHS = {"ebr_purchase": 18, "ebr_inquiry": 3}
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same day ``months`` later, or the month's last day when it is shorter (31 Aug + 3 = 30 Nov)."""
-    month0 = moment.month - 1 + months
-    year, month = moment.year + month0 // 12, month0 % 12 + 1
-    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
 def consent_from_row(row: Any) -> ConsentRecord:
@@ -68,8 +56,8 @@ async def grant_consent(
     if (purpose is None) == (campaign is None):
         raise ValueError("a consent is scoped by a purpose or by a campaign, exactly one of them")
     granted_at = granted_at or at
-    if kind in EBR_MONTHS and expires_at is None:
-        expires_at = add_months(granted_at, EBR_MONTHS[kind])
+    if expires_at is None:
+        expires_at = relationship_ends(kind, granted_at)
     async with conn.transaction():
         consent_id: int = await conn.fetchval(
             """INSERT INTO consent_grants

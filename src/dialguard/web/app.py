@@ -7,6 +7,7 @@ from aiohttp import web
 
 from dialguard.config import Settings
 from dialguard.gate import Gate
+from dialguard.metrics import Metrics
 from dialguard.web.api import GATE_KEY, POOL_KEY, REGION_KEY, add_api_routes
 from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
@@ -23,7 +24,9 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(*, settings: Settings, pool: asyncpg.Pool, gate: Gate) -> web.Application:
+def create_app(
+    *, settings: Settings, pool: asyncpg.Pool, gate: Gate, metrics: Metrics | None = None
+) -> web.Application:
     app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=[json_errors])
     app[POOL_KEY] = pool
     app[GATE_KEY] = gate
@@ -34,6 +37,14 @@ def create_app(*, settings: Settings, pool: asyncpg.Pool, gate: Gate) -> web.App
         return web.json_response(document)
 
     app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        exposition = metrics
+
+        async def prometheus(request: web.Request) -> web.Response:
+            """Prometheus text exposition; no numbers or secrets are in it, so no token (as /healthz)."""
+            return web.Response(body=exposition.render(), content_type="text/plain", charset="utf-8")
+
+        app.router.add_get("/metrics", prometheus)
     app.router.add_get("/v1/openapi.json", openapi)
     add_api_routes(app)
     return app
