@@ -185,10 +185,8 @@ async def cmd_campaign_add(settings: Settings, args: argparse.Namespace, clock: 
             c = await campaign_store.add_campaign(conn, name=args.name, purpose=Purpose(args.purpose))
         except campaign_store.CampaignExists as exc:
             raise UsageError(str(exc)) from None
-        except asyncpg.CheckViolationError:
-            raise UsageError(
-                f"{args.name!r} is not a usable campaign name: letters, digits, '_', '.', '-', up to 64"
-            ) from None
+        except campaign_store.InvalidCampaignName as exc:
+            raise UsageError(str(exc)) from None
     print(f"campaign {c.name} added ({c.purpose})")
     return EXIT_OK
 

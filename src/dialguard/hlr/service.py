@@ -20,6 +20,7 @@ from dialguard.hlr.breaker import CircuitBreaker
 from dialguard.hlr.providers import HlrAnswer, HlrError, HlrProvider
 from dialguard.numbers import zones_for_country
 from dialguard.policy.model import RoamingFact
+from dialguard.store.db import StoreUnavailable, connection
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,9 @@ class RoamingService:
         """The fresh cached answers among ``numbers``; a cache that cannot be read has none."""
         now = self.clock()
         try:
-            async with self.pool.acquire() as conn:
+            async with connection(self.pool) as conn:
                 rows = await conn.fetch(_READ, numbers)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except StoreUnavailable as exc:
             self._failed("cache_unavailable", str(exc))
             return {}
         fresh = ((row["number"], self.from_cache(row, now)) for row in rows)
@@ -113,12 +114,12 @@ class RoamingService:
     async def _remember(self, e164: str, answer: HlrAnswer, at: datetime) -> None:
         status = "abroad" if answer.roaming else "home"
         try:
-            async with self.pool.acquire() as conn:
+            async with connection(self.pool) as conn:
                 await conn.execute(
                     _WRITE, e164, status, answer.visited_country, answer.home_network, answer.ported,
                     self.provider.name, at,
                 )  # fmt: skip
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except StoreUnavailable as exc:
             self._failed("cache_unavailable", str(exc))  # the answer still serves this call
 
     def _unknown(self, cause: str, detail: str = "") -> RoamingFact:

@@ -15,6 +15,10 @@ class CampaignExists(Exception):
     """A campaign of that name is already defined."""
 
 
+class InvalidCampaignName(ValueError):
+    """The name is not letters, digits, _ . - (at most 64), as the database's CHECK wants."""
+
+
 def campaign_from_row(row: Any) -> Campaign:
     return Campaign(name=row["name"], purpose=Purpose(row["purpose"]), settings=row["settings"] or {})
 
@@ -41,6 +45,10 @@ async def add_campaign(
             await record_audit(conn, actor=actor, action="campaign.add", subject=name, detail=detail)
     except asyncpg.UniqueViolationError:
         raise CampaignExists(f"campaign {name!r} already exists") from None
+    except asyncpg.CheckViolationError:
+        raise InvalidCampaignName(
+            f"{name!r} is not a usable campaign name: letters, digits, '_', '.', '-', up to 64"
+        ) from None
     return campaign_from_row(row)
 
 

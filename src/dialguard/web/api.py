@@ -164,7 +164,7 @@ async def post_campaign(request: web.Request) -> web.Response:
             )
     except CampaignExists as exc:
         raise ApiError(409, "campaign_exists", str(exc)) from None
-    except asyncpg.CheckViolationError:
+    except campaigns.InvalidCampaignName:
         raise ApiError(
             400, "bad_field", "name: letters, digits, _ . - (at most 64)", {"field": "name"}
         ) from None
