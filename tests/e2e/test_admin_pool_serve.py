@@ -80,7 +80,9 @@ async def test_an_http_import_holds_the_admin_pool_while_checks_keep_their_own(
         url = f"{base}/v1/dnc/imports?list=us_national&format=us-registry&date=2026-11-20"
         importing = asyncio.create_task(http.post(url, data=upload(), headers=headers))
         try:
-            await server_reports(observer, "SELECT count(*) > 0 FROM pg_stat_progress_copy")
+            await server_reports(
+                observer, "SELECT count(*) > 0 FROM pg_stat_progress_copy WHERE datname = current_database()"
+            )
             async with http.get(f"{base}/v1/dnc/lists", headers=headers) as busy:
                 assert busy.status == 503
                 assert (await busy.json())["error_id"] == "admin_busy"

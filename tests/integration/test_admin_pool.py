@@ -122,7 +122,8 @@ async def test_an_import_in_progress_holds_an_admin_connection_and_no_call_conne
             await server_reports(
                 conn,
                 """SELECT count(*) > 0 FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)
-                    WHERE a.application_name = 'dialguard-admin' AND p.tuples_processed > 0""",
+                    WHERE p.datname = current_database() AND a.application_name = 'dialguard-admin'
+                      AND p.tuples_processed > 0""",
             )
         busy = await rig.client.get("/v1/dnc/lists", headers=rig.headers)
         assert busy.status == 503  # the import has the admin pool's connection...

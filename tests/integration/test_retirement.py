@@ -100,7 +100,8 @@ async def access_exclusive_on_the_parent(observer: asyncpg.Connection) -> int:
     return int(
         await observer.fetchval(
             """SELECT count(*) FROM pg_locks
-                WHERE relation = 'dnc_registry_numbers'::regclass AND mode = 'AccessExclusiveLock'"""
+                WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND relation = 'dnc_registry_numbers'::regclass AND mode = 'AccessExclusiveLock'"""
         )
     )
 
