@@ -33,6 +33,7 @@ from dialguard.web.app import create_app
 log = logging.getLogger(__name__)
 
 SEAL_EVERY = 10.0  # seconds between checkpoints of the decision log
+ADMIN_APP_NAME = "dialguard-admin"  # the admin pool's connections, as pg_stat_activity shows them
 
 
 def build_rulebook(settings: Settings) -> RuleBook:
@@ -40,14 +41,22 @@ def build_rulebook(settings: Settings) -> RuleBook:
 
 
 def build_gate(
-    settings: Settings, pool: asyncpg.Pool, clock: Clock, roaming: RoamingService | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    roaming: RoamingService | None = None,
+    *,
+    rules_of: Gate | None = None,
 ) -> Gate:
+    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again."""
     shadow = None
-    if settings.rules.shadow_pack_dir is not None:
+    if rules_of is not None:
+        shadow = rules_of.shadow_rulebook
+    elif settings.rules.shadow_pack_dir is not None:
         shadow = load_rulebook(settings.rules.overrides, settings.rules.shadow_pack_dir)
     return Gate(
         pool=pool,
-        rulebook=build_rulebook(settings),
+        rulebook=rules_of.rulebook if rules_of is not None else build_rulebook(settings),
         clock=clock,
         default_region=settings.numbers.default_region,
         dial_prefix=settings.numbers.dial_prefix,
@@ -81,24 +90,29 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     dsn = await resolve_dsn(settings.database)
-    pool = await create_pool(
-        dsn, size=settings.database.pool_size, command_timeout=settings.database.command_timeout
-    )
-    try:
-        async with pool.acquire() as conn:
+    db = settings.database
+    async with contextlib.AsyncExitStack() as stack:
+        # Two pools: the call path's (FastAGI checks, POST /v1/checks, opt-outs, the sealer) and one for
+        # admin work (imports, scrubs, the admin API), so that no import holds a connection a call needs.
+        pool = await create_pool(dsn, size=db.pool_size, command_timeout=db.command_timeout)
+        stack.push_async_callback(pool.close)
+        admin_pool = await create_pool(
+            dsn, size=db.admin_pool_size, command_timeout=db.command_timeout, application_name=ADMIN_APP_NAME
+        )
+        stack.push_async_callback(admin_pool.close)
+        async with admin_pool.acquire() as conn:
             await migrate(conn)
         journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
-        async with open_roaming(settings.hlr, pool=pool, clock=clock) as roaming:
-            await _run(settings, pool, clock, roaming, journal, stop)
-    finally:
-        await pool.close()
+        roaming = await stack.enter_async_context(open_roaming(settings.hlr, pool=pool, clock=clock))
+        await _run(settings, pool, admin_pool, clock, roaming, journal, stop)
 
 
 async def _run(
     settings: Settings,
     pool: asyncpg.Pool,
+    admin_pool: asyncpg.Pool,
     clock: Clock,
     roaming: RoamingService | None,
     journal: OptOutJournal,
@@ -108,6 +122,7 @@ async def _run(
     gate = build_gate(settings, pool, clock, roaming)
     metrics = Metrics()
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
+    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate)  # scrubs judge here
     calls = CallRoutes(
         pool=pool,
         keeper=keeper,
@@ -129,7 +144,14 @@ async def _run(
         max_line_bytes=settings.agi.max_line_bytes,
     )
     runner = web.AppRunner(
-        create_app(settings=settings, pool=pool, gate=gate, metrics=metrics),
+        create_app(
+            settings=settings,
+            pool=pool,
+            gate=gate,
+            admin_pool=admin_pool,
+            admin_gate=admin_gate,
+            metrics=metrics,
+        ),
         access_log_class=PathOnlyAccessLogger,
     )
     await runner.setup()

@@ -299,7 +299,7 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace, clock: Cl
     from dialguard.app import build_rulebook
     from dialguard.dnc_files import FileFormat, WrongFormat
     from dialguard.policy.model import is_company_list
-    from dialguard.store.registry import ImportRefused, check_list_date, import_list
+    from dialguard.store.registry import ImportRefused, InvalidListName, check_list_date, import_list
 
     path: Path = args.file
     now = clock()
@@ -332,7 +332,7 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace, clock: Cl
                     actor="cli", source_file=str(path), default_region=settings.numbers.default_region,
                     max_reject_ratio=args.max_broken / 100, lapse_after=lapse_after, progress=advance,
                 )  # fmt: skip
-            except (WrongFormat, ImportRefused) as exc:
+            except (WrongFormat, ImportRefused, InvalidListName) as exc:
                 print(f"dialguard: import refused, nothing changed: {exc}", file=sys.stderr)
                 return EXIT_ERROR
     for r in report.rejects[:20]:

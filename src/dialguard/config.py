@@ -42,8 +42,12 @@ class Secret:
 class DatabaseSettings:
     dsn: Secret | None = None  # none: the embedded PostgreSQL in data_dir
     data_dir: Path = Path("data")
-    pool_size: int = 10
+    pool_size: int = 10  # the call path: FastAGI checks and POST /v1/checks
     command_timeout: float = 5.0
+    # Imports, scrubs and the admin API have a pool of their own, so they never hold a connection the
+    # call path needs; an admin request that gets none within admin_acquire_timeout answers 503.
+    admin_pool_size: int = 2
+    admin_acquire_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,11 +284,14 @@ def _validate(s: Settings) -> None:
         ("agi.session_timeout", s.agi.session_timeout),
         ("gate.fact_timeout", s.gate.fact_timeout),
         ("database.command_timeout", s.database.command_timeout),
+        ("database.admin_acquire_timeout", s.database.admin_acquire_timeout),
     ):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
     if s.database.pool_size < 1:
         raise ConfigError("database.pool_size: must be at least 1")
+    if s.database.admin_pool_size < 1:
+        raise ConfigError("database.admin_pool_size: must be at least 1")
     if len(s.numbers.default_region) != 2 or not s.numbers.default_region.isalpha():
         raise ConfigError(
             f"numbers.default_region: {s.numbers.default_region!r} is not a two-letter country code"

@@ -73,3 +73,26 @@ def test_secrets_never_show() -> None:
 
 def test_foreign_dialguard_variables_are_ignored() -> None:
     assert load_settings(env={"DIALGUARD_TEST_DSN": "postgresql://x"}).database.dsn is None
+
+
+def test_the_admin_pool_is_small_by_default_and_set_like_any_key(tmp_path: Path) -> None:
+    """Imports, scrubs and the admin API have a pool of their own (issue 10, item 12)."""
+    defaults = load_settings(env={}).database
+    assert defaults.admin_pool_size == 2 and defaults.admin_acquire_timeout == 2.0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[database]\nadmin_pool_size = 3\n")
+    s = load_settings(cfg, env={"DIALGUARD_DATABASE_ADMIN_ACQUIRE_TIMEOUT": "0.5"}).database
+    assert s.admin_pool_size == 3 and s.admin_acquire_timeout == 0.5
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DIALGUARD_DATABASE_ADMIN_POOL_SIZE": "0"}, "database.admin_pool_size: must be at least 1"),
+        ({"DIALGUARD_DATABASE_ADMIN_POOL_SIZE": "two"}, "database.admin_pool_size: bad value"),
+        ({"DIALGUARD_DATABASE_ADMIN_ACQUIRE_TIMEOUT": "0"}, "database.admin_acquire_timeout: must be more"),
+    ],
+)
+def test_a_bad_admin_pool_setting_names_the_key(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env)

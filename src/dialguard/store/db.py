@@ -105,8 +105,13 @@ async def resolve_dsn(settings: DatabaseSettings) -> str:
     return await asyncio.to_thread(start_embedded, settings.data_dir)
 
 
-async def create_pool(dsn: str, *, size: int = 10, command_timeout: float = 5.0) -> Pool:
-    """A pool whose size is fixed (min = max): connections are warm before the first call arrives."""
+async def create_pool(
+    dsn: str, *, size: int = 10, command_timeout: float = 5.0, application_name: str = "dialguard"
+) -> Pool:
+    """A pool whose size is fixed (min = max): connections are warm before the first call arrives.
+
+    ``application_name`` tells the pools apart in pg_stat_activity (``dialguard-admin`` for admin work).
+    """
     try:
         pool: Pool = await asyncpg.create_pool(
             dsn,
@@ -114,7 +119,7 @@ async def create_pool(dsn: str, *, size: int = 10, command_timeout: float = 5.0)
             max_size=size,
             command_timeout=command_timeout,
             init=_init_connection,
-            server_settings={"application_name": "dialguard", "timezone": "UTC"},
+            server_settings={"application_name": application_name, "timezone": "UTC"},
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(

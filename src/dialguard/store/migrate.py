@@ -1,7 +1,8 @@
 """SQL migrations, applied in order under an advisory lock and tracked in a table.
 
 Files are ``migrations/NNNN_name.sql``; each runs in its own transaction. A migration already applied
-whose file changed is refused: history is not rewritten.
+whose file changed is refused: history is not rewritten. A server older than PostgreSQL 14 is refused
+before anything is applied.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+from asyncpg.types import ServerVersion
 
 from dialguard.store.db import Connection
 
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 # Any constant would do; it only has to be the same for every gateway sharing the database.
 MIGRATION_LOCK_ID = 0x6469616C  # "dial"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# DETACH PARTITION ... CONCURRENTLY (14+) retires an old national-list version without locking checks out.
+MIN_SERVER_MAJOR = 14
 
 
 class MigrationError(Exception):
@@ -51,8 +55,20 @@ def available() -> list[Migration]:
     return found
 
 
+def require_supported_server(version: ServerVersion) -> None:
+    """Refuse a PostgreSQL too old for dialguard, saying which version it found and why it needs more."""
+    if version.major < MIN_SERVER_MAJOR:
+        raise MigrationError(
+            f"PostgreSQL {version.major}.{version.minor} is too old: dialguard needs PostgreSQL "
+            f"{MIN_SERVER_MAJOR} or newer (it retires old do-not-call list versions with DETACH PARTITION "
+            "... CONCURRENTLY, so that checks never wait); upgrade the server or point database.dsn "
+            "at a newer one"
+        )
+
+
 async def migrate(conn: Connection) -> list[Migration]:
     """Apply what is missing; return what was applied now. Safe to run from several gateways at once."""
+    require_supported_server(conn.get_server_version())
     applied_now: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
     try:

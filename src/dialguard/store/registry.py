@@ -3,12 +3,19 @@
 An import runs in one transaction: a fresh partition is created, filled with COPY, indexed, attached,
 and made live. A check reads only the live version, so it never sees half a list; an import that is
 killed, refused or fails leaves the previous version live and nothing behind (the transaction's DDL
-rolls back with it). The previous version's partition is dropped after the swap.
+rolls back with it). After the swap the previous version is retired (``drop_retired``): detached
+concurrently, then dropped, so that no check ever waits behind it.
+
+Nothing here takes a lock a check needs: ATTACH and DETACH ... CONCURRENTLY take SHARE UPDATE EXCLUSIVE
+on the parent, which a check's ACCESS SHARE does not conflict with; only a plain DROP or DETACH of a
+partition would take ACCESS EXCLUSIVE on the parent, and queue every check behind it. That is why
+dialguard needs PostgreSQL 14 or newer (store/migrate.py checks it at start).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +36,10 @@ KEEP_REJECTS = 1000  # rejected lines reported in full; the rest are only counte
 FORMAT_SAMPLE_LINES = 200  # the opening lines that decide "wrong format" vs "a few broken rows"
 INDEX_BUILD_MEMORY = "512MB"
 DROP_LOCK_TIMEOUT = "2s"
+# How long a retirement may wait for the reads in flight that may still see the old version (checks take
+# milliseconds; a long report query may not). Past it the detach is left pending, and the next
+# retirement finishes it.
+RETIRE_TIMEOUT = 60.0
 # Bulk statements (COPY of 100M rows, the index build, a change file's merge, the commit that flushes
 # them) run far past the pool's per-command timeout, which is sized for a call's facts: every statement
 # of an import, BEGIN and COMMIT included, gets hours instead.
@@ -48,6 +59,13 @@ async def _bulk_transaction(conn: Connection) -> AsyncIterator[None]:
     finally:  # refused, failed or cancelled: nothing of it stays
         if not committed and not conn.is_closed():
             await conn.execute("ROLLBACK", timeout=BULK_TIMEOUT)
+
+
+class InvalidListName(ValueError):
+    """A national list's name is lower-case letters, digits and _ (the database's CHECK says so too)."""
+
+
+LIST_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class ImportRefused(Exception):
@@ -165,6 +183,8 @@ async def import_list(
     }
     if is_company_list(list_name):
         return await import_entries(conn, source, list_name=list_name, **common)
+    if not LIST_NAME.fullmatch(list_name):
+        raise InvalidListName(f"{list_name!r} is not a list name: lower-case letters, digits and _")
     if list_date is None:
         raise ImportRefused(
             f"{list_name} is a national list: give the publisher's date of the data (--date YYYY-MM-DD, "
@@ -297,7 +317,13 @@ async def import_registry(
         )
     report.version_id = version
     report.seconds = time.perf_counter() - started
-    await drop_retired(conn)
+    try:
+        await drop_retired(conn)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        # The new version is live and the report true; the old one waits for the next retirement.
+        log.warning(
+            "%s is live; retiring the old version failed (%s): the next import retires it", table, exc
+        )
     return report
 
 
@@ -398,18 +424,56 @@ async def _apply_changes(conn: Connection, *, table: str, base: int, deleted: li
 
 
 async def drop_retired(conn: Connection) -> list[str]:
-    """Drop the partitions of versions no longer live; any still held by in-flight checks wait for later."""
-    tables = await conn.fetch(
-        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    """Retire the versions no longer live without ever locking a check out; return the tables dropped.
+
+    Three steps, each of which a crash or a timeout may cut short, and each safe to repeat: the next
+    call (every import ends with one) finishes what an earlier one left.
+
+    1. A detach left pending by an interrupted call is finished (``DETACH ... FINALIZE``; PostgreSQL
+       allows one pending detach per table, so it goes first).
+    2. Each retired partition is detached ``CONCURRENTLY``: it waits for the reads in flight that may
+       still see it, and blocks none. Once it is marked pending, new checks no longer plan it.
+    3. Each detached version table is dropped. No check can reach it any more, so the ACCESS EXCLUSIVE
+       lock of the DROP is on that table alone, not on the parent every check reads.
+
+    ``DETACH ... CONCURRENTLY`` runs its own two transactions: ``conn`` must not be in one.
+    """
+    retired = await conn.fetch(
+        """SELECT c.relname, i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
             WHERE i.inhparent = 'dnc_registry_numbers'::regclass
               AND NOT EXISTS (SELECT 1 FROM dnc_registries r
-                               WHERE c.relname = 'dnc_registry_numbers_v' || r.live_version)""",
+                               WHERE c.relname = 'dnc_registry_numbers_v' || r.live_version)
+            ORDER BY i.inhdetachpending DESC, c.relname""",
+        timeout=BULK_TIMEOUT,
+    )
+    for table, pending in retired:
+        how = "FINALIZE" if pending else "CONCURRENTLY"
+        try:
+            await conn.execute(
+                f'ALTER TABLE dnc_registry_numbers DETACH PARTITION "{table}" {how}', timeout=RETIRE_TIMEOUT
+            )
+        except (asyncpg.PostgresError, TimeoutError) as exc:
+            # Still read by a long query, or another gateway is retiring it: left for the next import.
+            log.warning("retired list %s is not detached yet (%s); the next import retires it", table, exc)
+            break
+    # Version tables that are no partition any more (detached now, or by a call cut short) and not live.
+    # An import's new table is invisible here until it commits, and by then it is attached.
+    detached = await conn.fetch(
+        """SELECT c.relname FROM pg_class c
+            WHERE c.relkind = 'r' AND NOT c.relispartition
+              AND c.relname ~ '^dnc_registry_numbers_v[0-9]+$'
+              AND c.relnamespace = (SELECT relnamespace FROM pg_class
+                                     WHERE oid = 'dnc_registry_numbers'::regclass)
+              AND NOT EXISTS (SELECT 1 FROM dnc_registries r
+                               WHERE c.relname = 'dnc_registry_numbers_v' || r.live_version)
+            ORDER BY c.relname""",
         timeout=BULK_TIMEOUT,
     )
     dropped = []
-    for (table,) in tables:
+    for (table,) in detached:
         try:
-            # lock_timeout bounds the wait for in-flight checks; unlinking a 4 GB table's files may not.
+            # Only a query naming the table itself could hold it; unlinking a 4 GB table's files is
+            # bounded by the bulk timeout, and blocks no check either way.
             async with _bulk_transaction(conn):
                 await conn.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'", timeout=BULK_TIMEOUT)
                 await conn.execute(f'DROP TABLE "{table}"', timeout=BULK_TIMEOUT)

@@ -3,6 +3,11 @@
 The table drives three things at once, so they cannot drift apart: the aiohttp router, the role check
 on every request, and the OpenAPI document at /v1/openapi.json. Handlers only translate between HTTP
 and the gate or the stores; no rule is decided here.
+
+Two pools: the call path's (POST /v1/checks, as FastAGI checks) and the admin pool, for every other
+route (imports, scrubs, lists, consent, audit). An import holds its connection for minutes; it must
+never hold one a call needs. An admin request that gets no admin connection within the deadline
+answers 503 rather than wait.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import aiohttp
-import asyncpg
 from aiohttp import web
 
 from dialguard.dnc_files import FileFormat, WrongFormat
@@ -30,12 +35,16 @@ from dialguard.scrub import Layout, Scrubbed, Scrubber, ScrubError
 from dialguard.store import campaigns, complaints, consent, dnc, registry
 from dialguard.store.audit import list_audit
 from dialguard.store.campaigns import CampaignExists
+from dialguard.store.db import Connection, Pool
 from dialguard.store.tokens import Role, identify
 from dialguard.web.errors import ApiError
 from dialguard.web.validate import Field, parse_instant, read_body
 
-POOL_KEY = web.AppKey("pool", asyncpg.Pool)
+POOL_KEY = web.AppKey("pool", Pool)  # the call path's
 GATE_KEY = web.AppKey("gate", Gate)
+ADMIN_POOL_KEY = web.AppKey("admin_pool", Pool)
+ADMIN_GATE_KEY = web.AppKey("admin_gate", Gate)  # the gate on the admin pool: scrubs judge through it
+ADMIN_WAIT_KEY = web.AppKey("admin_acquire_timeout", float)
 REGION_KEY = web.AppKey("default_region", str)
 # Set on each request by the role check: the token's name (the audit log's actor) and its role.
 CALLER_KEY = web.RequestKey("caller", str)
@@ -59,6 +68,7 @@ class Route:
     body: tuple[Field, ...] | None = None
     query: tuple[Field, ...] = ()
     content: str = "application/json"  # what the body is, when not a JSON object (uploads)
+    call_path: bool = False  # served from the call path's pool; every other route uses the admin pool
 
 
 def caller(request: web.Request) -> str:
@@ -68,6 +78,26 @@ def caller(request: web.Request) -> str:
 def now(request: web.Request) -> datetime:
     """The gateway's injected clock: what a write records as its time."""
     return request.app[GATE_KEY].clock()
+
+
+@asynccontextmanager
+async def admin_connection(request: web.Request) -> AsyncIterator[Connection]:
+    """A connection of the admin pool, or 503 when none frees up in time: never one of the call path's."""
+    pool, wait = request.app[ADMIN_POOL_KEY], request.app[ADMIN_WAIT_KEY]
+    try:
+        conn = await pool.acquire(timeout=wait)
+    except TimeoutError:
+        raise ApiError(
+            503,
+            "admin_busy",
+            f"no database connection for admin work within {wait:g} s (imports or scrubs hold them all); "
+            "try again later, or raise database.admin_pool_size",
+            {"admin_pool_size": pool.get_max_size(), "waited_seconds": wait},
+        ) from None
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
 
 
 def _number(request: web.Request, raw: str) -> str:
@@ -140,7 +170,7 @@ CAMPAIGN_BODY = (
 
 
 async def get_campaigns(request: web.Request) -> web.Response:
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         found = await campaigns.list_campaigns(conn)
     return web.json_response(
         {
@@ -154,7 +184,7 @@ async def get_campaigns(request: web.Request) -> web.Response:
 async def post_campaign(request: web.Request) -> web.Response:
     body = await read_body(request, CAMPAIGN_BODY)
     try:
-        async with request.app[POOL_KEY].acquire() as conn:
+        async with admin_connection(request) as conn:
             made = await campaigns.add_campaign(
                 conn,
                 name=body["name"],
@@ -193,7 +223,7 @@ REVOKE_BODY = (
 
 async def get_consents(request: web.Request) -> web.Response:
     number = _number(request, request.query["number"]) if "number" in request.query else None
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         rows = await consent.list_consents(conn, number, _query_int(request, "limit", 1000))
     return web.json_response({"consents": _rows(rows)})
 
@@ -203,7 +233,7 @@ async def post_consent(request: web.Request) -> web.Response:
     if ("purpose" in body) == ("campaign" in body):
         raise ApiError(400, "bad_scope", "give exactly one of purpose and campaign")
     number = _number(request, body["number"])
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         if "campaign" in body and await campaigns.get_campaign(conn, body["campaign"]) is None:
             raise ApiError(404, "unknown_campaign", f"no campaign {body['campaign']!r}")
         consent_id = await consent.grant_consent(
@@ -225,7 +255,7 @@ async def post_consent(request: web.Request) -> web.Response:
 async def post_revocation(request: web.Request) -> web.Response:
     body = await read_body(request, REVOKE_BODY)
     number = _number(request, body["number"])
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         revocation_id = await consent.revoke_consent(
             conn,
             number=number,
@@ -261,7 +291,7 @@ def _dnc_list(request: web.Request, body: dict[str, Any]) -> str:
 
 
 async def get_dnc(request: web.Request) -> web.Response:
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         rows = await dnc.list_dnc(conn, request.query.get("list"), _query_int(request, "limit", 1000))
     return web.json_response({"entries": _rows(rows)})
 
@@ -270,7 +300,7 @@ async def post_dnc(request: web.Request) -> web.Response:
     body = await read_body(request, DNC_BODY)
     number = _entry(request, body["number"])
     name = _dnc_list(request, body)
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         added = await dnc.add_dnc(
             conn,
             number=number,
@@ -288,7 +318,7 @@ async def delete_dnc(request: web.Request) -> web.Response:
     body = await read_body(request, DNC_REMOVE_BODY)
     number = _entry(request, body["number"])
     name = str(body.get("list") or INTERNAL)
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         removed = await dnc.remove_dnc(
             conn, number=number, at=now(request), list_name=name, source="api", actor=caller(request)
         )
@@ -298,7 +328,7 @@ async def delete_dnc(request: web.Request) -> web.Response:
 
 
 async def get_dnc_lists(request: web.Request) -> web.Response:
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         rows = await registry.registry_status(conn)
     return web.json_response({"lists": _rows(rows)})
 
@@ -333,7 +363,7 @@ async def post_dnc_import(request: web.Request) -> web.Response:
     region = request.app[REGION_KEY]
     lapse_after = request.app[GATE_KEY].rulebook.entry_lifetime(name)
     try:
-        async with request.app[POOL_KEY].acquire() as conn:
+        async with admin_connection(request) as conn:
             report = await registry.import_list(
                 conn, chunks(), list_name=name, fmt=fmt, list_date=list_date, now=now(request),
                 actor=caller(request),
@@ -343,7 +373,7 @@ async def post_dnc_import(request: web.Request) -> web.Response:
         raise ApiError(422, "wrong_format", str(exc)) from None
     except registry.ImportRefused as exc:
         raise ApiError(422, "import_refused", str(exc)) from None
-    except asyncpg.CheckViolationError:
+    except registry.InvalidListName:
         raise ApiError(400, "bad_query", "list: lower-case letters, digits and _") from None
     return web.json_response(report.as_json(), status=201)
 
@@ -361,7 +391,7 @@ COMPLAINT_BODY = (
 async def post_complaint(request: web.Request) -> web.Response:
     body = await read_body(request, COMPLAINT_BODY)
     number = _number(request, body["number"])
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         complaint_id = await complaints.file_complaint(
             conn,
             number=number,
@@ -375,7 +405,7 @@ async def post_complaint(request: web.Request) -> web.Response:
 
 
 async def get_complaints(request: web.Request) -> web.Response:
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         rows = await complaints.list_complaints(conn, limit=_query_int(request, "limit", 100))
     return web.json_response({"complaints": _rows(rows)})
 
@@ -460,7 +490,7 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
 
     try:
         rows = csv_rows() if request.content_type == "text/csv" else ndjson_rows()
-        scrubber = Scrubber(gate=request.app[GATE_KEY], campaign=campaign, at=at)
+        scrubber = Scrubber(gate=request.app[ADMIN_GATE_KEY], campaign=campaign, at=at)
         summary = await scrubber.scrub(rows, started=started, each=each)
     except ScrubError as exc:
         raise ApiError(422, "bad_lead_list", str(exc)) from None
@@ -481,7 +511,7 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    async with request.app[POOL_KEY].acquire() as conn:
+    async with admin_connection(request) as conn:
         rows = await list_audit(
             conn,
             subject=request.query.get("subject"),
@@ -492,7 +522,15 @@ async def get_audit(request: web.Request) -> web.Response:
 
 
 ROUTES = (
-    Route("POST", "/v1/checks", post_check, WRITERS, "Judge one call; the decision JSON", body=CHECK_BODY),
+    Route(
+        "POST",
+        "/v1/checks",
+        post_check,
+        WRITERS,
+        "Judge one call; the decision JSON",
+        body=CHECK_BODY,
+        call_path=True,
+    ),
     Route("GET", "/v1/campaigns", get_campaigns, ALL, "List campaigns"),
     Route(
         "POST", "/v1/campaigns", post_campaign, ADMIN, "Define a campaign and its purpose", body=CAMPAIGN_BODY
@@ -539,8 +577,12 @@ def guarded(route: Route) -> ApiHandler:
             raise ApiError(
                 401, "unauthenticated", "send Authorization: Bearer TOKEN (dialguard token create)"
             )
-        async with request.app[POOL_KEY].acquire() as conn:
-            who = await identify(conn, token.strip())
+        if route.call_path:
+            async with request.app[POOL_KEY].acquire() as conn:
+                who = await identify(conn, token.strip())
+        else:
+            async with admin_connection(request) as conn:
+                who = await identify(conn, token.strip())
         if who is None:
             raise ApiError(401, "unauthenticated", "unknown or revoked token")
         name, role = who

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 
 from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.metrics import Metrics
-from dialguard.web.api import GATE_KEY, POOL_KEY, REGION_KEY, add_api_routes
+from dialguard.store.db import Pool
+from dialguard.web.api import (
+    ADMIN_GATE_KEY,
+    ADMIN_POOL_KEY,
+    ADMIN_WAIT_KEY,
+    GATE_KEY,
+    POOL_KEY,
+    REGION_KEY,
+    add_api_routes,
+)
 from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
 
@@ -25,11 +33,25 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    *, settings: Settings, pool: asyncpg.Pool, gate: Gate, metrics: Metrics | None = None
+    *,
+    settings: Settings,
+    pool: Pool,
+    gate: Gate,
+    admin_pool: Pool | None = None,
+    admin_gate: Gate | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
+    """``pool`` and ``gate`` serve the call path (POST /v1/checks, /healthz); ``admin_pool`` and
+    ``admin_gate`` (the same rules on the admin pool) every other route. ``serve`` always passes both;
+    without them (tests, tools) admin work shares the call path's pool."""
+    if (admin_pool is None) != (admin_gate is None):
+        raise ValueError("give both admin_pool and admin_gate, or neither")
     app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=[json_errors])
     app[POOL_KEY] = pool
     app[GATE_KEY] = gate
+    app[ADMIN_POOL_KEY] = admin_pool or pool
+    app[ADMIN_GATE_KEY] = admin_gate or gate
+    app[ADMIN_WAIT_KEY] = settings.database.admin_acquire_timeout
     app[REGION_KEY] = settings.numbers.default_region
     document = openapi_document()
 

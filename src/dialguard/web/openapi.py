@@ -27,6 +27,8 @@ def _operation(route: Route) -> dict[str, Any]:
             **{code: {"description": why, **_ERROR_RESPONSE} for code, why in _ERRORS.items()},
         },
     }
+    if not route.call_path:
+        op["responses"]["503"] = {"description": _ADMIN_BUSY, **_ERROR_RESPONSE}
     if route.query:
         op["parameters"] = [
             {"name": f.name, "in": "query", "required": f.required, "schema": f.schema()} for f in route.query
@@ -49,6 +51,8 @@ _ERRORS = {
     "415": "the body is not of the content type this route reads",
     "422": "a number that is not a phone number, a file in the wrong format",
 }
+
+_ADMIN_BUSY = "admin_busy: imports or scrubs hold every admin connection past database.admin_acquire_timeout"
 
 
 def openapi_document() -> dict[str, Any]:
