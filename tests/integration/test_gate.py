@@ -282,3 +282,24 @@ async def test_shadow_rules_are_logged_and_counted_but_never_enforced(
     same = await agreeing.check(CheckRequest(PL_MOBILE))
     assert agreeing.shadow_differences == 0
     assert "shadow" not in same.to_json()
+
+
+async def test_a_paused_database_is_answered_within_the_fact_deadline(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """Issue 14, item 6: the channel's answer comes within fact_timeout plus a small margin, even when
+    the database stops answering mid-query and the pool's command timeout is long."""
+    proxy = CuttableProxy.for_dsn(db_dsn)
+    await proxy.start()
+    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=30)
+    gate = make_gate(through, rulebook=simple_rulebook(consent_for=()), fact_timeout=0.5)
+    try:
+        assert (await gate.check(CheckRequest(PL_MOBILE))).verdict is Verdict.ALLOW
+        proxy.hold_replies()  # the server is there but answers nothing: paused, or blackholed
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        down = await gate.check(CheckRequest(PL_MOBILE, record=True))
+        took = loop.time() - started
+    finally:
+        through.terminate()
+        await proxy.close()
+    assert down.decision.codes == ("gate.unavailable",)
+    assert took < 10  # fact_timeout and a margin, not the 30 s command timeout of a graceful release
