@@ -284,7 +284,9 @@ async def test_shadow_rules_are_logged_and_counted_but_never_enforced(
     assert "shadow" not in same.to_json()
 
 
-async def test_a_paused_database_is_answered_within_the_fact_deadline(pool: asyncpg.Pool, db_dsn: str) -> None:
+async def test_a_paused_database_is_answered_within_the_fact_deadline(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
     """Issue 14, item 6: the channel's answer comes within fact_timeout plus a small margin, even when
     the database stops answering mid-query and the pool's command timeout is long."""
     proxy = CuttableProxy.for_dsn(db_dsn)

@@ -335,3 +335,24 @@ async def test_scrub_takes_ndjson_and_a_bad_line_ends_the_stream_with_an_error(
     last = json.loads((await response.text()).splitlines()[-1])
     assert last["error"]["error_id"] == "bad_type"
     assert "line 2" in last["error"]["message"]
+
+
+async def test_campaign_settings_the_call_path_cannot_use_are_refused(
+    api: tuple[Client, dict[str, str]],
+) -> None:
+    client, tokens = api
+    body = {
+        "name": "ventas",
+        "purpose": "marketing",
+        "settings": {"optout_digit": "#*", "roaming": "yes please"},
+    }
+    response = await client.post("/v1/campaigns", json=body, headers=bearer(tokens["admin"]))
+    assert response.status == 422
+    error = await error_of(response)
+    assert (
+        error["error_id"] == "bad_settings"
+        and "optout_digit" in error["message"]
+        and "roaming" in error["message"]
+    )
+    listed = await client.get("/v1/campaigns", headers=bearer(tokens["admin"]))
+    assert "ventas" not in await listed.text()

@@ -554,3 +554,25 @@ async def test_an_unreadable_journal_line_is_kept_aside_not_deleted(
     assert await journal.replay(pool) == 0
     assert path.read_bytes() == b""
     assert (tmp_path / "journal.jsonl.unreadable").read_bytes() == b'{"not": "an opt-out"}\n'
+
+
+async def test_a_stored_opt_out_key_that_cannot_work_falls_back_to_the_default(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    """Issue 14, item 10: "79" (or "#*") armed as the key would silently disable the opt-out."""
+    asterisk, _ = gateway
+    with pytest.raises(campaigns.InvalidCampaignSettings, match="optout_digit"):
+        async with pool.acquire() as conn:
+            await campaigns.add_campaign(
+                conn, name="broken", purpose=Purpose.INFORMATIONAL, settings={"optout_digit": "79"}
+            )
+    async with pool.acquire() as conn:  # as a row written before settings were validated
+        await conn.execute(
+            """INSERT INTO campaigns (name, purpose, settings)
+               VALUES ('broken', 'informational', '{"optout_digit": "79", "language": "../x"}')"""
+        )
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    call_id = str((await gate.check(CheckRequest(NEW_YORK, campaign="broken", record=True))).call_id)
+    run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"]))
+    assert ["STREAM", "FILE", notice("en"), "9"] == streams(run)[0][:4]
+    assert run.variables["DIALGUARD_OPTOUT"] == "1"

@@ -33,6 +33,7 @@ from dialguard.clock import Clock
 from dialguard.language import language_for
 from dialguard.numbers import NumberFacts, parse_number
 from dialguard.optouts import Kept, OptOutKeeper
+from dialguard.policy.campaign_settings import usable
 from dialguard.policy.engine import STRICTEST_PURPOSE
 from dialguard.policy.model import Purpose
 from dialguard.policy.recording import recording_allowed
@@ -164,8 +165,8 @@ class CallRoutes:
             return Refusal("number.invalid", f"{record.number!r} is not a valid number", record.call_id)
         campaign = record.known_campaign
         settings = dict(campaign.settings) if campaign else {}
-        language = str(settings.get("language") or language_for(number.region))
-        digit = str(settings.get("optout_digit") or self.optout_digit)
+        language = str(usable(settings, "language") or language_for(number.region))
+        digit = str(usable(settings, "optout_digit") or self.optout_digit)
         purpose = campaign.purpose if campaign else STRICTEST_PURPOSE  # an unknown campaign: the strictest
         return CallContext(record, number, language, digit, settings, purpose, verified)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from dialguard.policy.campaign_settings import setting_problems
 from dialguard.policy.model import Campaign, Purpose
 from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
@@ -13,6 +14,10 @@ from dialguard.store.db import Connection
 
 class CampaignExists(Exception):
     """A campaign of that name is already defined."""
+
+
+class InvalidCampaignSettings(ValueError):
+    """A setting the code does not know, or a value it cannot use (the message lists each)."""
 
 
 class InvalidCampaignName(ValueError):
@@ -31,6 +36,8 @@ async def add_campaign(
     settings: dict[str, Any] | None = None,
     actor: str = "cli",
 ) -> Campaign:
+    if problems := setting_problems(settings or {}):
+        raise InvalidCampaignSettings("; ".join(problems))
     try:
         async with conn.transaction():
             row = await conn.fetchrow(

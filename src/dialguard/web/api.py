@@ -194,6 +194,8 @@ async def post_campaign(request: web.Request) -> web.Response:
             )
     except CampaignExists as exc:
         raise ApiError(409, "campaign_exists", str(exc)) from None
+    except campaigns.InvalidCampaignSettings as exc:
+        raise ApiError(422, "bad_settings", str(exc), {"field": "settings"}) from None
     except campaigns.InvalidCampaignName:
         raise ApiError(
             400, "bad_field", "name: letters, digits, _ . - (at most 64)", {"field": "name"}

@@ -1,0 +1,55 @@
+"""The campaign settings the code understands, and what each may hold. Pure.
+
+A setting reaches the call path: ``language`` names a prompt directory in a ``STREAM FILE`` path and
+``optout_digit`` is the one key armed during the notice, so a bad value would silently disable the
+opt-out or play whatever path it names. They are refused when a campaign is defined, and a bad value
+already stored is ignored (the default serves) when a call reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+LANGUAGE = re.compile(r"[a-z]{2,3}")  # a prompt directory: en, es, pl ... never a path
+OPTOUT_KEYS = "0123456789*#"
+
+
+def _language(value: Any) -> str | None:
+    if isinstance(value, str) and LANGUAGE.fullmatch(value):
+        return None
+    return 'language: two or three lower-case letters naming a prompt directory, e.g. "es"'
+
+
+def _optout_digit(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 1 and value in OPTOUT_KEYS:
+        return None
+    return f'optout_digit: exactly one key of {OPTOUT_KEYS}, e.g. "9"'
+
+
+def _flag(name: str) -> Callable[[Any], str | None]:
+    return lambda value: None if isinstance(value, bool) else f"{name}: true or false"
+
+
+SETTINGS: dict[str, Callable[[Any], str | None]] = {
+    "language": _language,
+    "optout_digit": _optout_digit,
+    "roaming": _flag("roaming"),  # ask the HLR for this campaign's calls
+    "allow_roamers": _flag("allow_roamers"),  # a roamer may be called, inside the window where they are
+}
+
+
+def setting_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a campaign's settings: unknown keys and bad values, one line each."""
+    problems = [f"{key}: not a setting dialguard knows ({', '.join(sorted(SETTINGS))})"
+                for key in settings if key not in SETTINGS]  # fmt: skip
+    problems += [p for key, value in settings.items() if key in SETTINGS and (p := SETTINGS[key](value))]
+    return problems
+
+
+def usable(settings: Mapping[str, Any], key: str) -> Any:
+    """A stored setting if it is valid, else None (the default serves)."""
+    value = settings.get(key)
+    check = SETTINGS.get(key)
+    return value if value is not None and check is not None and check(value) is None else None
