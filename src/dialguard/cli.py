@@ -75,7 +75,10 @@ def parse_day(text: str) -> date:
 @asynccontextmanager
 async def database(settings: Settings) -> Any:
     """A migrated connection pool for one command (the embedded server is started when no DSN is set)."""
-    dsn = await resolve_dsn(settings.database)
+    if settings.database.dsn is None:
+        # Name the database every command uses when no DSN says which: one state, never two by accident.
+        print(f"dialguard: using the embedded PostgreSQL in {settings.database.data_dir}", file=sys.stderr)
+    dsn = await resolve_dsn(settings.database, create=False)
     pool = await create_pool(dsn, size=2, command_timeout=settings.database.command_timeout)
     try:
         async with pool.acquire() as conn:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+import phonenumbers
+
 ENV_PREFIX = "DIALGUARD_"
 CONFIG_ENV = "DIALGUARD_CONFIG"
 
@@ -24,6 +26,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and what is wrong."""
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """Where the embedded database and the journal live unless configured: the user's data directory
+    (``$XDG_DATA_HOME/dialguard``, else ``~/.local/share/dialguard``); a service sets its own
+    (``/var/lib/dialguard``, systemd's StateDirectory)."""
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "dialguard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +51,8 @@ class Secret:
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     dsn: Secret | None = None  # none: the embedded PostgreSQL in data_dir
-    data_dir: Path = Path("data")
+    # Absolute, whatever the current directory: every command finds the gateway's own state.
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
     pool_size: int = 10  # the call path: FastAGI checks and POST /v1/checks
     command_timeout: float = 5.0
     # Imports, scrubs and the admin API have a pool of their own, so they never hold a connection the
@@ -116,7 +127,8 @@ class CallsSettings:
     optout_digit: str = "9"  # the key that stops all further calls (a campaign may set its own)
     listen_after_ms: int = 5000  # how long the opt-out stays armed after the notice ends
     sound_prefix: str = "dialguard"  # prompts are <prefix>/<lang>/dialguard-*.wav under Asterisk's sounds
-    journal_path: Path = Path("data/optout-journal.jsonl")  # opt-outs wait here while the database is down
+    # Opt-outs wait here while the database is down; a relative path is under database.data_dir.
+    journal_path: Path = Path("optout-journal.jsonl")
     # The gateway's own copy of the prompts (as copied for Asterisk): the evidence of what a callee heard
     # (its words and the audio's SHA-256) is read from it. Unreadable: the evidence says so.
     sounds_dir: Path | None = Path("/var/lib/asterisk/sounds/dialguard")
@@ -245,7 +257,7 @@ def load_settings(
 ) -> Settings:
     """Build the settings; ``path`` falls back to $DIALGUARD_CONFIG, and no file at all is fine."""
     env = os.environ if env is None else env
-    settings = Settings()
+    settings = Settings(database=DatabaseSettings(data_dir=default_data_dir(env)))
     if path is None and env.get(CONFIG_ENV):
         path = Path(env[CONFIG_ENV])
     layers: list[tuple[str, Mapping[str, Any]]] = []
@@ -272,7 +284,20 @@ def load_settings(
                 settings, **{section_name: _apply(section_name, current, values, origin)}
             )
     _validate(settings)
-    return settings
+    return _absolute(settings)
+
+
+def _absolute(s: Settings) -> Settings:
+    """Paths made absolute once, at load: a relative data_dir against the current directory (said once
+    here, not re-read per command), the journal under data_dir."""
+    data_dir = s.database.data_dir.expanduser().absolute()
+    journal = s.calls.journal_path.expanduser()
+    journal = journal if journal.is_absolute() else data_dir / journal
+    return dataclasses.replace(
+        s,
+        database=dataclasses.replace(s.database, data_dir=data_dir),
+        calls=dataclasses.replace(s.calls, journal_path=journal),
+    )
 
 
 def _validate(s: Settings) -> None:
@@ -292,7 +317,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("database.pool_size: must be at least 1")
     if s.database.admin_pool_size < 1:
         raise ConfigError("database.admin_pool_size: must be at least 1")
-    if len(s.numbers.default_region) != 2 or not s.numbers.default_region.isalpha():
+    if s.numbers.default_region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(
             f"numbers.default_region: {s.numbers.default_region!r} is not a two-letter country code"
         )

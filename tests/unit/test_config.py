@@ -96,3 +96,19 @@ def test_the_admin_pool_is_small_by_default_and_set_like_any_key(tmp_path: Path)
 def test_a_bad_admin_pool_setting_names_the_key(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env=env)
+
+
+def test_the_data_directory_is_absolute_and_the_journal_lives_in_it(tmp_path: Path) -> None:
+    """Issue 11: a relative ./data made `cd ~ && dialguard ...` start a second, empty database."""
+    settings = load_settings(env={"XDG_DATA_HOME": str(tmp_path)})
+    assert settings.database.data_dir == tmp_path / "dialguard"
+    assert settings.calls.journal_path == tmp_path / "dialguard" / "optout-journal.jsonl"
+    chosen = load_settings(env={"DIALGUARD_DATABASE_DATA_DIR": "/var/lib/dialguard"})
+    assert chosen.calls.journal_path == Path("/var/lib/dialguard/optout-journal.jsonl")
+    elsewhere = load_settings(env={"DIALGUARD_CALLS_JOURNAL_PATH": "/srv/journal.jsonl"})
+    assert elsewhere.calls.journal_path == Path("/srv/journal.jsonl")
+
+
+def test_a_region_phonenumbers_does_not_know_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"numbers.default_region: 'XX'"):
+        load_settings(env={"DIALGUARD_NUMBERS_DEFAULT_REGION": "XX"})

