@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -57,6 +58,36 @@ def parse_instant(text: str) -> datetime:
         return parse_iso_instant(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def count(text: str) -> int:
+    """A whole number, 0 or more (``--limit``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count; write a whole number, 0 or more")
+    return value
+
+
+def record_id(text: str) -> int:
+    """A row id (``emergency end ID``): a whole number the database can hold."""
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id; ids are whole numbers from 1")
+    return value
+
+
+def percent(text: str) -> float:
+    """A percentage from 0 to 100 (``--max-broken``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage; write a number from 0 to 100")
+    return value
 
 
 def parse_day(text: str) -> date:
@@ -128,11 +159,12 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace, clock: Clock) 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     dsn = await resolve_dsn(settings.database)
-    conn = await asyncpg.connect(dsn)
+    pool = await create_pool(dsn, size=1, command_timeout=settings.database.command_timeout)
     try:
-        applied = await migrate(conn)
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
     finally:
-        await conn.close()
+        await pool.close()
     print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied))
     return EXIT_OK
 
@@ -465,7 +497,9 @@ async def cmd_token_revoke(settings: Settings, args: argparse.Namespace, clock: 
 
     async with database(settings) as pool, pool.acquire() as conn:
         revoked = await revoke_token(conn, name=args.name, at=clock())
-    print(f"token {args.name!r} {'revoked' if revoked else 'was not active'}")
+    if not revoked:
+        raise UsageError(f"no active token named {args.name!r} (token names are case-sensitive)")
+    print(f"token {args.name!r} revoked")
     return EXIT_OK
 
 
@@ -598,9 +632,13 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace, clock: Clock)
 
 
 async def cmd_rules_show(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
+    import phonenumbers
+
     from dialguard.app import build_rulebook
     from dialguard.rules.explain import show
 
+    if args.country and args.country.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise UsageError(f"{args.country!r} is not a country code; write two letters, e.g. US, GB, PL")
     print(show(build_rulebook(settings), args.country))
     return EXIT_OK
 
@@ -736,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--list", default=INTERNAL)
     dl = add(dnc, "list", cmd_dnc_list, "list numbers on the do-not-call lists")
     dl.add_argument("--list", default=None, help="only this list")
-    dl.add_argument("--limit", type=int, default=1000)
+    dl.add_argument("--limit", type=count, default=1000, help="at most this many entries (default 1000)")
     di = add(
         dnc,
         "import",
@@ -758,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
         "freshness (e.g. 31 days for us_national) counts from it",
     )
     di.add_argument(
-        "--max-broken", type=float, default=1.0, help="percent of broken lines tolerated (default 1)"
+        "--max-broken", type=percent, default=1.0, help="percent of broken lines tolerated, 0-100 (default 1)"
     )
     add(dnc, "lists", cmd_dnc_lists, "national lists: live version, date of the data, size")
 
@@ -829,7 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     el = add(emg, "list", cmd_emergency_list, "emergencies in force or to come")
     el.add_argument("--all", action="store_true", help="ended ones too")
     ee = add(emg, "end", cmd_emergency_end, "lift an emergency now")
-    ee.add_argument("id", type=int)
+    ee.add_argument("id", type=record_id)
 
     hlr = sub.add_parser("hlr", help="the roaming (HLR) provider").add_subparsers(
         dest="sub", metavar="ACTION", required=True, parser_class=Parser
@@ -901,6 +939,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`dialguard dnc list | head`): nothing left to say, and nothing to say it to.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except OSError as exc:
+        # A file, a directory or a port the command cannot use: one line that names it.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"dialguard: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

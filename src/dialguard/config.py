@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import phonenumbers
 
@@ -313,6 +314,12 @@ def _validate(s: Settings) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
+    if s.database.dsn is not None and urlsplit(s.database.dsn.value).scheme not in ("postgresql", "postgres"):
+        # Never echo the value: it may hold a password.
+        raise ConfigError(
+            "database.dsn: not a PostgreSQL DSN; write postgresql://USER:PASSWORD@HOST:5432/DBNAME "
+            "(or leave it unset for the embedded PostgreSQL)"
+        )
     if s.database.pool_size < 1:
         raise ConfigError("database.pool_size: must be at least 1")
     if s.database.admin_pool_size < 1:

@@ -136,7 +136,7 @@ async def create_pool(
             init=_init_connection,
             server_settings={"application_name": application_name, "timezone": "UTC"},
         )
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.ClientConfigurationError) as exc:
         raise DatabaseError(
             f"cannot connect to PostgreSQL ({type(exc).__name__}: {exc}); "
             "check database.dsn (DIALGUARD_DATABASE_DSN) and that the server is running"
