@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -28,6 +27,7 @@ from dialguard.clock import parse_instant as parse_iso_instant
 from dialguard.config import ConfigError, Settings, load_settings
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import JournalError
+from dialguard.logs import configure as configure_logs
 from dialguard.numbers import InvalidNumber, parse_wildcard
 from dialguard.policy.model import INTERNAL, Purpose
 from dialguard.rules.loader import CONSENT_KINDS, PackError
@@ -911,14 +911,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dialguard: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    # Commands print their own results; library chatter below warnings would only confuse.
+    configure_logs(
+        level=settings.log.level,
+        fmt=settings.log.format,
+        mask_numbers=settings.log.mask_numbers,
+        quiet=args.command != "serve",
     )
-    if args.command != "serve":
-        # Commands print their own results; library chatter below warnings would only confuse.
-        logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         code: int = asyncio.run(args.func(settings, args, system_clock))
         return code

@@ -112,7 +112,8 @@ class GateSettings:
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
-    mask_numbers: bool = True
+    format: str = "text"  # text, or json: one object a line for log shippers
+    mask_numbers: bool = True  # numbers in log lines keep 5 leading and 2 trailing digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +321,10 @@ def _validate(s: Settings) -> None:
             "database.dsn: not a PostgreSQL DSN; write postgresql://USER:PASSWORD@HOST:5432/DBNAME "
             "(or leave it unset for the embedded PostgreSQL)"
         )
+    if s.log.format not in ("text", "json"):
+        raise ConfigError(f"log.format: {s.log.format!r} is not text or json")
+    if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"log.level: {s.log.level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if s.database.pool_size < 1:
         raise ConfigError("database.pool_size: must be at least 1")
     if s.database.admin_pool_size < 1:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -51,6 +52,7 @@ from dialguard.store.decisions import insert_decision, stored_verdict
 from dialguard.store.facts import StoredFacts, lock_number, read_facts, read_many_facts
 
 log = logging.getLogger(__name__)
+DECISIONS = logging.getLogger("dialguard.decisions")  # one INFO line a decision
 
 T = TypeVar("T")
 
@@ -181,6 +183,23 @@ class Gate:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
 
     async def check(self, request: CheckRequest) -> GateDecision:
+        """Decide one call, store the decision, and log one line for it (every entry point comes here)."""
+        started = time.perf_counter()
+        result = await self._check(request)
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        DECISIONS.info(
+            "%s %s campaign %s call %s number %s via %s in %.1f ms%s",
+            result.verdict, result.decision.reason, result.campaign, result.call_id, result.number_text,
+            request.channel, latency_ms, "" if result.stored else " (not stored)",
+            extra={
+                "call_id": str(result.call_id), "campaign": result.campaign, "verdict": str(result.verdict),
+                "reason": result.decision.reason, "number": result.number_text, "channel": request.channel,
+                "latency_ms": latency_ms, "stored": result.stored,
+            },
+        )  # fmt: skip
+        return result
+
+    async def _check(self, request: CheckRequest) -> GateDecision:
         call = self._call(request)
         if isinstance(call, GateDecision):
             if not request.keep:

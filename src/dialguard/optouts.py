@@ -59,6 +59,7 @@ class OptOutKeeper:
                 "dialguard dnc add %s --source dtmf",
                 optout.number, optout.digit, optout.call_id, optout.campaign, database,
                 self.journal.path, exc, optout.number,
+                extra={"unmasked": True},  # the one line that must name the number in full
             )  # fmt: skip
             return Kept.LOST
         log.warning(
