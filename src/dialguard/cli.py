@@ -762,9 +762,16 @@ def build_parser() -> argparse.ArgumentParser:
     dnc = sub.add_parser("dnc", help="the do-not-call lists").add_subparsers(
         dest="sub", metavar="ACTION", required=True, parser_class=Parser
     )
-    da = add(dnc, "add", cmd_dnc_add, "put a number on a do-not-call list")
-    da.add_argument("number")
-    da.add_argument("--list", default=INTERNAL, help="list name (default: internal)")
+    da = add(
+        dnc,
+        "add",
+        cmd_dnc_add,
+        "put a number on the company's do-not-call list",
+        epilog="NUMBER may be a wildcard, + and the leading digits then *: +1212* blocks every number in "
+        "area code 212. National lists (us_national, uk_tps ...) change only by `dnc import`.",
+    )
+    da.add_argument("number", help="a number in any usual form, or a wildcard such as +1212*")
+    da.add_argument("--list", default=INTERNAL, help="internal (default) or campaign:NAME")
     da.add_argument("--source", default="cli", help="where the request came from")
     da.add_argument(
         "--expires", type=parse_instant, help="when the entry lapses (e.g. a state list's 3 years)"
@@ -921,7 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = asyncio.run(args.func(settings, args, system_clock))
         return code
-    except UsageError as exc:
+    except (UsageError, dnc_store.NotACompanyList) as exc:
         print(f"dialguard: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (DatabaseError, MigrationError) as exc:

@@ -28,6 +28,8 @@ from enum import Enum, StrEnum
 
 from dialguard.numbers import NumberFacts, parse_number
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
 
 class FileFormat(StrEnum):
     US_REGISTRY = "us-registry"
@@ -141,6 +143,8 @@ class LineParser:
         """Parse a chunk that ends at a line end (or the file's end)."""
         if not chunk:
             return Parsed()
+        if self.line == 0 and chunk.startswith(UTF8_BOM):
+            chunk = chunk[len(UTF8_BOM) :]  # Excel writes one before the header: not part of any field
         lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") or not chunk else 1)
         if self.format is FileFormat.US_REGISTRY and (added := _us_fast(chunk, lines)) is not None:
             self.line += lines

@@ -231,13 +231,26 @@ async def test_an_expired_entry_no_longer_blocks(marketing: asyncpg.Pool) -> Non
     await load(marketing, b"3105550100\n")
     async with marketing.acquire() as conn:
         await dnc.add_dnc(
-            conn, at=NOW, number=CLEAN, list_name="tx_state", expires_at=NOW - timedelta(minutes=1)
+            conn, at=NOW, number=CLEAN, list_name="campaign:spring", expires_at=NOW - timedelta(minutes=1)
         )
         await dnc.add_dnc(
-            conn, at=NOW, number=LISTED, list_name="tx_state", expires_at=NOW + timedelta(days=1)
+            conn, at=NOW, number=LISTED, list_name="campaign:spring", expires_at=NOW + timedelta(days=1)
         )
     assert (await check(marketing, CLEAN))[0] == "ok"
-    assert (await check(marketing, LISTED))[0] == "dnc.tx_state"
+    assert (await check(marketing, LISTED))[0] == "dnc.internal"  # the company's own list, of this campaign
+
+
+async def test_a_national_list_is_never_written_one_number_at_a_time(
+    marketing: asyncpg.Pool, db_dsn: str
+) -> None:
+    """Issue 11: `dnc add --list us_national` made an entry that survived the list's next full version."""
+    with pytest.raises(dnc.NotACompanyList):
+        async with marketing.acquire() as conn:
+            await dnc.add_dnc(conn, at=NOW, number=CLEAN, list_name="us_national")
+    code, _, err = await dialguard(db_dsn, "dnc", "add", CLEAN, "--list", "us_national")
+    assert code == 2 and "changes only by importing" in err
+    async with marketing.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dnc_entries") == 0
 
 
 @pytest.mark.parametrize(("inquired", "exempt"), [(date(2026, 8, 22), False), (date(2026, 8, 24), True)])

@@ -208,7 +208,12 @@ async def test_a_dialer_writes_opt_outs_but_not_national_lists(api: tuple[Client
     national = await client.post(
         "/v1/dnc", json={"number": "+12125550142", "list": "us_national"}, headers=dialer
     )
-    assert national.status == 403
+    assert national.status == 422 and (await error_of(national))["error_id"] == "national_list"
+    # Not even an admin: a national list changes only by import (issue 11).
+    by_admin = await client.post(
+        "/v1/dnc", json={"number": "+12125550142", "list": "us_national"}, headers=bearer(tokens["admin"])
+    )
+    assert by_admin.status == 422
     wildcard = await client.post("/v1/dnc", json={"number": "+1305*"}, headers=bearer(tokens["admin"]))
     assert wildcard.status == 201
     no_country = await client.post("/v1/dnc", json={"number": "+0212*"}, headers=bearer(tokens["admin"]))

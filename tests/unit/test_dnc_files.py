@@ -132,3 +132,16 @@ def test_a_lapsing_list_needs_a_csv_with_registration_dates() -> None:
     # Without a lifetime the column is not needed, and ignored when present.
     plain = LineParser(FileFormat.CSV).feed(b"number,registered_on\n+15125550100,1999-01-01\n")
     assert (plain.added, plain.lapsed) == (b"15125550100\n", 0)
+
+
+@pytest.mark.parametrize("fmt", [FileFormat.CSV, FileFormat.US_REGISTRY, FileFormat.TPS])
+def test_a_utf8_bom_is_not_part_of_the_first_field(fmt: FileFormat) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark (issue 11)."""
+    body = {
+        FileFormat.CSV: b"number\n+12025550143\n",
+        FileFormat.US_REGISTRY: b"2025550143\n",
+        FileFormat.TPS: b"01632960001\n",
+    }[fmt]
+    plain = LineParser(fmt, default_region="US").feed(body)
+    with_bom = LineParser(fmt, default_region="US").feed(b"\xef\xbb\xbf" + body)
+    assert with_bom.added == plain.added and with_bom.added and not with_bom.rejects

@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dialguard.policy.model import INTERNAL, DncHit
+from dialguard.policy.model import INTERNAL, DncHit, is_company_list
 from dialguard.store.audit import record_audit
 from dialguard.store.db import Connection
+
+
+class NotACompanyList(ValueError):
+    """Entries one by one go to the company's own lists only: a national list changes only by import."""
+
+
+def _company_list(list_name: str) -> None:
+    if not is_company_list(list_name):
+        raise NotACompanyList(
+            f"{list_name!r} is a national list: it changes only by importing the publisher's file "
+            f"(dialguard dnc import); add single numbers to {INTERNAL!r} or 'campaign:NAME'"
+        )
 
 
 def hit_from_row(row: Any) -> DncHit:
@@ -36,6 +48,7 @@ async def add_dnc(
     A number ending in ``*`` is a wildcard: every number starting with the digits before it (a
     wildcard does not expire).
     """
+    _company_list(list_name)
     evidence = evidence or {}
     async with conn.transaction():
         if number.endswith("*"):
@@ -90,6 +103,7 @@ async def remove_dnc(
     source: str = "cli",
     actor: str = "cli",
 ) -> bool:
+    _company_list(list_name)
     async with conn.transaction():
         if number.endswith("*"):
             removed = await conn.fetchval(

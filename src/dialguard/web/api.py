@@ -285,10 +285,12 @@ LIST_QUERY = (Field("list", doc="only this list"), Field("limit", int))
 
 def _dnc_list(request: web.Request, body: dict[str, Any]) -> str:
     name = str(body.get("list") or INTERNAL)
-    if not is_company_list(name) and request[ROLE_KEY] is not Role.ADMIN:
+    if not is_company_list(name):
         raise ApiError(
-            403, "forbidden", f"only an admin may write to {name!r}; dialers write opt-outs to internal"
-        )
+            422, "national_list",
+            f"{name!r} is a national list: it changes only by import (POST /v1/dnc/imports); "
+            f"write single numbers to {INTERNAL!r} or campaign:NAME",
+        )  # fmt: skip
     return name
 
 
