@@ -416,12 +416,23 @@ async def cmd_scrub(settings: Settings, args: argparse.Namespace, clock: Clock) 
 
     path: Path = args.input
     size = await _input_size(path)
+    output: Path | None = args.output
+    if output is not None and await asyncio.to_thread(_same_file, output, path):
+        raise UsageError(f"-o {output} is the lead file itself: write the scrubbed copy to another file")
     # Files are read and written in a worker thread, a batch of rows at a time (quoted newlines and all).
+    # The output is written beside its name and renamed into place only when the scrub succeeds: a
+    # failed scrub never leaves an empty or half-written file where a good one may have been.
     source = await asyncio.to_thread(path.open, newline="", encoding="utf-8-sig")
     out = sys.stdout
-    if args.output:
-        out = await asyncio.to_thread(args.output.open, "w", newline="", encoding="utf-8")
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial") if output is not None else None
+    if partial is not None:
+        try:
+            out = await asyncio.to_thread(partial.open, "w", newline="", encoding="utf-8")
+        except OSError:
+            source.close()
+            raise
     reader, writer = csv.reader(source), csv.writer(out)
+    done = False
 
     async def emit(row: list[str]) -> None:
         writer.writerow(row)
@@ -440,14 +451,26 @@ async def cmd_scrub(settings: Settings, args: argparse.Namespace, clock: Clock) 
                 database(settings) as pool,
                 open_roaming(settings.hlr, pool=pool, clock=clock) as roaming,
             ):
+                async with pool.acquire() as conn:
+                    known = await campaign_store.get_campaign(conn, args.campaign)
+                if known is None and args.campaign != settings.campaigns.default:
+                    raise UsageError(
+                        f"no campaign {args.campaign!r}: every row would be blocked as campaign.unknown; "
+                        f"add it with: dialguard campaign add {args.campaign} --purpose ..."
+                    )
                 gate = build_gate(settings, pool, clock, roaming)
                 summary = await Scrubber(gate=gate, campaign=args.campaign, at=args.at).run(rows(), emit)
+        done = True
     except (ScrubError, csv.Error, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot scrub {path}: {exc}") from None
     finally:
         source.close()
-        if args.output:
+        if partial is not None and output is not None:
             out.close()
+            if done:
+                partial.replace(output)
+            else:
+                partial.unlink(missing_ok=True)
     print(f"{summary.rows:,} rows: {summary.allowed:,} allowed, {summary.blocked:,} blocked", file=sys.stderr)
     for reason, n in summary.by_reason.most_common():
         print(f"  {reason:<24} {n:,}", file=sys.stderr)
@@ -455,6 +478,10 @@ async def cmd_scrub(settings: Settings, args: argparse.Namespace, clock: Clock) 
         note = f"{summary.not_judged:,}  (ragged rows: see dialguard_row_error)"
         print(f"  {'not judged':<24} {note}", file=sys.stderr)
     return EXIT_OK
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
 
 
 async def _input_size(path: Path) -> int | None:

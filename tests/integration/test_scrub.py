@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -306,3 +307,21 @@ async def test_a_scrubbed_file_scrubbed_again_over_http_echoes_no_stale_verdict(
     response = await client.post("/v1/scrub?campaign=notices", data=body, headers=headers)
     line = json.loads((await response.text()).splitlines()[0])
     assert (line["verdict"], line["reason"], line["row"]) == ("BLOCK", "dnc.internal", {"number": LISTED})
+
+
+async def test_a_scrub_never_empties_its_input_nor_leaves_a_half_written_output(
+    notices: asyncpg.Pool, db_dsn: str, tmp_path: Path
+) -> None:
+    """Issue 11: `scrub leads.csv -o leads.csv` emptied the leads; a failed scrub left an empty output."""
+    leads = tmp_path / "leads.csv"
+    leads.write_text("number\n+12125550199\n", encoding="utf-8")
+    code, _, err = await dialguard(db_dsn, "scrub", str(leads), "-o", str(tmp_path / "." / "leads.csv"),
+                                   "--campaign", "notices")  # fmt: skip
+    assert code == 2 and "is the lead file itself" in err
+    assert leads.read_text(encoding="utf-8") == "number\n+12125550199\n"
+    previous = tmp_path / "out.csv"
+    previous.write_text("yesterday's good output\n", encoding="utf-8")
+    code, _, err = await dialguard(db_dsn, "scrub", str(leads), "-o", str(previous), "--campaign", "nosuch")
+    assert code == 2 and "no campaign 'nosuch'" in err
+    assert previous.read_text(encoding="utf-8") == "yesterday's good output\n"
+    assert sorted(os.listdir(tmp_path)) == ["leads.csv", "out.csv"]  # no partial file left
