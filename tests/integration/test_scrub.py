@@ -325,3 +325,22 @@ async def test_a_scrub_never_empties_its_input_nor_leaves_a_half_written_output(
     assert code == 2 and "no campaign 'nosuch'" in err
     assert previous.read_text(encoding="utf-8") == "yesterday's good output\n"
     assert sorted(os.listdir(tmp_path)) == ["leads.csv", "out.csv"]  # no partial file left
+
+
+async def test_the_api_takes_excels_bom_and_refuses_binary_with_a_json_error(
+    api: tuple[Client, dict[str, str]],
+) -> None:
+    """Issue 11: a UTF-8 BOM was refused over HTTP; a binary body answered 500."""
+    client, headers = api
+    bom = await client.post(
+        "/v1/scrub?campaign=notices", data="\ufeffnumber\n+12125550199\n".encode(), headers=headers
+    )
+    assert bom.status == 200
+    lines = [json.loads(line) for line in (await bom.text()).splitlines()]
+    assert lines[-1]["summary"]["rows"] == 1 and lines[0]["row_error"] is None
+    binary = await client.post(
+        "/v1/scrub?campaign=notices", data=b"number\n\x00\r\xff\x00\r\n" * 50, headers=headers
+    )
+    assert binary.status != 500
+    body = await binary.text()
+    assert "Traceback" not in body and ("bad_csv" in body or binary.status == 400)

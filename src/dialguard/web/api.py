@@ -419,6 +419,13 @@ async def get_complaints(request: web.Request) -> web.Response:
 SCRUB_QUERY = (Field("campaign", required=True), Field("at", instant=True))
 
 
+def _csv_rows(text: str) -> list[list[str]]:
+    try:
+        return list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # e.g. binary data: "new-line character seen in unquoted field"
+        raise ApiError(400, "bad_csv", f"the body is not CSV: {exc}") from None
+
+
 async def post_scrub(request: web.Request) -> web.StreamResponse:
     """A lead list in — CSV with a header naming a number column, or NDJSON, one object a lead with
     "number" (and "lead_state") — streamed; NDJSON out: one line a row, then the summary."""
@@ -432,7 +439,7 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
         )
 
     async def lines() -> AsyncIterator[str]:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        decoder = codecs.getincrementaldecoder("utf-8-sig")("replace")  # Excel's BOM is no part of a lead
         rest = ""
         async for chunk in request.content.iter_chunked(1 << 16):
             *whole, rest = (rest + decoder.decode(chunk)).split("\n")
@@ -457,7 +464,8 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
             yield [lead.get("number", ""), str(lead.get("lead_state") or "")]
 
     async def csv_rows() -> AsyncIterator[list[str]]:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two chunks
+        # A character may span two chunks; Excel's BOM is no part of the header.
+        decoder = codecs.getincrementaldecoder("utf-8-sig")("replace")
         rest = ""
         async for chunk in request.content.iter_chunked(1 << 16):
             text = rest + decoder.decode(chunk)
@@ -466,11 +474,11 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
                 rest = text
                 continue
             rest = text[cut:]
-            for row in csv.reader(io.StringIO(text[:cut])):
+            for row in _csv_rows(text[:cut]):
                 yield row
         rest += decoder.decode(b"", final=True)
         if rest.strip():
-            for row in csv.reader(io.StringIO(rest)):
+            for row in _csv_rows(rest):
                 yield row
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
