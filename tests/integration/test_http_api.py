@@ -361,3 +361,16 @@ async def test_campaign_settings_the_call_path_cannot_use_are_refused(
     )
     listed = await client.get("/v1/campaigns", headers=bearer(tokens["admin"]))
     assert "ventas" not in await listed.text()
+
+
+async def test_answers_carry_plain_headers_and_no_versions(api: tuple[Client, dict[str, str]]) -> None:
+    """Issue 14, item 10."""
+    client, tokens = api
+    for response in (
+        await client.get("/v1/campaigns", headers=bearer(tokens["admin"])),
+        await client.get("/v1/campaigns"),  # an error answer too
+        await client.get("/healthz"),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Server"] == "dialguard"

@@ -79,6 +79,10 @@ async def grant_consent(
     return consent_id
 
 
+class UnknownConsent(LookupError):
+    """No consent grant of that id for that number."""
+
+
 async def revoke_consent(
     conn: Connection,
     *,
@@ -91,6 +95,10 @@ async def revoke_consent(
 ) -> int:
     """Withdraw one grant, or (``consent_id`` None) every grant of the number; effective from ``at``."""
     async with conn.transaction():
+        if consent_id is not None and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM consent_grants WHERE id = $1 AND number = $2)", consent_id, number
+        ):
+            raise UnknownConsent(f"no consent {consent_id} for {number}")
         revocation_id: int = await conn.fetchval(
             """INSERT INTO consent_revocations (number, consent_id, source, evidence, created_by, revoked_at)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",

@@ -121,7 +121,8 @@ def _query_int(request: web.Request, name: str, default: int, *, most: int = 10_
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not 0 < int(text) <= most:
+    # "²".isdigit() is True, and int() refuses past 4,300 digits: only short ASCII digits are a count.
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not 0 < int(text) <= most:
         raise ApiError(400, "bad_query", f"{name} must be a whole number from 1 to {most}")
     return int(text)
 
@@ -257,16 +258,19 @@ async def post_consent(request: web.Request) -> web.Response:
 async def post_revocation(request: web.Request) -> web.Response:
     body = await read_body(request, REVOKE_BODY)
     number = _number(request, body["number"])
-    async with admin_connection(request) as conn:
-        revocation_id = await consent.revoke_consent(
-            conn,
-            number=number,
-            source=body["source"],
-            at=now(request),
-            consent_id=body.get("consent_id"),
-            evidence=body.get("evidence"),
-            actor=caller(request),
-        )
+    try:
+        async with admin_connection(request) as conn:
+            revocation_id = await consent.revoke_consent(
+                conn,
+                number=number,
+                source=body["source"],
+                at=now(request),
+                consent_id=body.get("consent_id"),
+                evidence=body.get("evidence"),
+                actor=caller(request),
+            )
+    except consent.UnknownConsent as exc:
+        raise ApiError(404, "unknown_consent", str(exc), {"field": "consent_id"}) from None
     return web.json_response({"revocation_id": revocation_id, "number": number}, status=201)
 
 

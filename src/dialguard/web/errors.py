@@ -41,6 +41,9 @@ _HTTP_IDS = {
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if any("\x00" in value for value in request.query.values()):
+        # PostgreSQL's text cannot hold a NUL: refused here for every route, before any handler looks.
+        return error_response(400, "bad_query", "a query value holds a NUL character (%00)")
     try:
         return await handler(request)
     except ApiError as exc:

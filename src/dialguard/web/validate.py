@@ -13,6 +13,26 @@ from dialguard import clock
 from dialguard.web.errors import ApiError
 
 _JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", dict: "object"}
+MAX_INT = 2**63 - 1  # PostgreSQL's bigint: ids and counts beyond it cannot be stored or compared
+MAX_DEPTH = 32  # how deep an evidence object may nest
+
+
+def _unstorable(value: Any, depth: int = 0) -> str | None:
+    """What in a JSON value PostgreSQL cannot store: a NUL character (text and jsonb refuse it), an
+    integer beyond bigint, or nesting deeper than any evidence needs."""
+    if depth > MAX_DEPTH:
+        return f"the body nests deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        return "text cannot hold a NUL character (\\u0000)" if "\x00" in value else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"integers are at most {MAX_INT} in magnitude" if abs(value) > MAX_INT else None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return next((p for item in items if (p := _unstorable(item, depth + 1)) is not None), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,10 @@ async def read_body(request: web.Request, fields: tuple[Field, ...]) -> dict[str
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the body nests too deep to be a request") from None
+    if (problem := _unstorable(body)) is not None:
+        raise ApiError(400, "bad_field", problem)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
     known = {f.name: f for f in fields}
@@ -79,6 +103,8 @@ async def read_body(request: web.Request, fields: tuple[Field, ...]) -> dict[str
                 raise ApiError(400, "missing_field", f"{f.name} is required", {"field": f.name})
             continue
         value = body[f.name]
+        if f.kind is int and isinstance(value, int) and not 0 <= value <= MAX_INT:
+            raise ApiError(400, "bad_field", f"{f.name} must be from 0 to {MAX_INT}", {"field": f.name})
         if not isinstance(value, f.kind) or (f.kind is int and isinstance(value, bool)):
             raise ApiError(
                 400, "bad_type", f"{f.name} must be a JSON {_JSON_TYPES[f.kind]}", {"field": f.name}
