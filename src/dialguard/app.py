@@ -27,6 +27,7 @@ from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
 from dialguard.store.sealing import seal
+from dialguard.watchdog import LoopWatchdog
 from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
 
@@ -83,7 +84,8 @@ async def seal_forever(pool: asyncpg.Pool, every: float = SEAL_EVERY) -> None:
 async def serve(
     settings: Settings, *, clock: Clock = system_clock, stop: asyncio.Event | None = None
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set): FastAGI, HTTP, and the sealer, in one TaskGroup."""
+    """Run until SIGINT/SIGTERM (or ``stop`` is set): FastAGI, HTTP, and the sealer, in one TaskGroup;
+    a loop watchdog ends the process should the event loop stall."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -154,8 +156,13 @@ async def _run(
         ),
         access_log_class=PathOnlyAccessLogger,
     )
+    # From the moment FastAGI listens, a stalled loop holds calls: the watchdog ends the process then.
+    stall_limit = settings.gate.loop_stall_limit
+    watchdog = LoopWatchdog(stall_limit) if stall_limit else None
     await runner.setup()
     try:
+        if watchdog is not None:
+            watchdog.start()
         await agi.start()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
@@ -177,3 +184,5 @@ async def _run(
         log.info("dialguard stopping")
         await agi.close()
         await runner.cleanup()
+        if watchdog is not None:
+            watchdog.stop()

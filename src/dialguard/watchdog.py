@@ -1,0 +1,117 @@
+"""What keeps a stalled or broken gateway from holding calls.
+
+Asterisk never times out a FastAGI read, and a gateway whose event loop has stopped still completes
+TCP handshakes from its listen backlog: every ``AGI()`` would connect and then wait, and ``hagi://``,
+which moves to the next SRV target only when a connection *fails*, would not move either. So:
+
+- :class:`LoopWatchdog`, a thread that ends the process (exit 70) when the event loop has not run its
+  heartbeat for ``gate.loop_stall_limit`` seconds. The kernel then closes every socket: each held
+  ``AGI()`` fails at once, new connections are refused, and ``hagi://`` fails over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+log = logging.getLogger(__name__)
+
+BEAT_EVERY = 0.5  # seconds between the event loop's heartbeats
+EXIT_STALLED = 70  # EX_SOFTWARE: systemd's Restart=on-failure starts the gateway again
+_WRITE_GRACE = 1.0  # seconds the last log line may take to reach stderr before the process ends anyway
+
+
+class LoopWatchdog:
+    """Ends the process when the event loop stops running its heartbeat for ``stall_limit`` seconds.
+
+    The loop schedules the heartbeat itself (``call_later``), so a beat proves the loop runs callbacks;
+    a thread, which needs no loop, watches the time of the last one. ``start`` and ``stop`` are called
+    on the loop's thread.
+    """
+
+    def __init__(self, stall_limit: float, *, beat_every: float = BEAT_EVERY) -> None:
+        if not stall_limit >= 2 * beat_every:
+            raise ValueError(f"a stall limit of {stall_limit} s would fire between heartbeats")
+        self.stall_limit = stall_limit
+        self.beat_every = beat_every
+        self._last_beat = time.monotonic()  # a float, replaced whole: safe to read from the thread
+        self._beat_handle: asyncio.TimerHandle | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop_thread = 0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._last_beat = time.monotonic()
+        self._beat_handle = loop.call_later(self.beat_every, self._beat, loop)
+        self._thread = threading.Thread(target=self._watch, name="dialguard-loop-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._beat_handle is not None:
+            self._beat_handle.cancel()
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._last_beat = time.monotonic()
+        self._beat_handle = loop.call_later(self.beat_every, self._beat, loop)
+
+    def _watch(self) -> None:
+        """The thread: wake when the limit would be reached if no beat came, and look."""
+        wait = self.stall_limit
+        while not self._stopped.wait(wait):
+            stalled = time.monotonic() - self._last_beat
+            if stalled >= self.stall_limit:
+                self._end_process(stalled)
+            wait = self.stall_limit - stalled
+
+    def _end_process(self, stalled: float) -> NoReturn:
+        _log_critical(
+            f"the event loop has not run for {stalled:.1f} s (gate.loop_stall_limit is "
+            f"{self.stall_limit:g} s){_where(self._loop_thread)}: ending the process (exit "
+            f"{EXIT_STALLED}) so that its sockets close and Asterisk's AGI() fails at once"
+        )
+        os._exit(EXIT_STALLED)
+
+
+def _where(thread_id: int) -> str:
+    """Where the loop's thread is now, innermost first, on one line."""
+    frame = sys._current_frames().get(thread_id)
+    if frame is None:
+        return ""
+    stack = traceback.extract_stack(frame)[-3:]
+    return "; the loop is in " + " <- ".join(
+        f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(stack)
+    )
+
+
+def _log_critical(message: str) -> None:
+    """One CRITICAL line on stderr, formatted as the root logger's handler would, without its lock.
+
+    The stalled loop may hold that lock (a write to a full stderr pipe is one way to stall), and the
+    line must not keep the process alive: it is written from a thread of its own, given a second.
+    """
+    record = log.makeRecord(log.name, logging.CRITICAL, __file__, 0, message, (), None)
+    handlers = logging.getLogger().handlers
+    formatter = handlers[0].formatter if handlers and handlers[0].formatter else None
+    text = (formatter or logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")).format(record)
+    line = text.replace("\n", " ").encode(errors="replace") + b"\n"
+
+    def write() -> None:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(2, view) :]
+
+    writer = threading.Thread(target=write, name="dialguard-last-words", daemon=True)
+    writer.start()
+    writer.join(_WRITE_GRACE)
