@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 import asyncpg
@@ -27,7 +28,7 @@ from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
 from dialguard.store.sealing import seal
-from dialguard.watchdog import LoopWatchdog
+from dialguard.watchdog import LoopWatchdog, SystemdNotifier
 from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
 
@@ -85,7 +86,7 @@ async def serve(
     settings: Settings, *, clock: Clock = system_clock, stop: asyncio.Event | None = None
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set): FastAGI, HTTP, and the sealer, in one TaskGroup;
-    a loop watchdog ends the process should the event loop stall."""
+    a loop watchdog, and systemd's notify protocol when ``$NOTIFY_SOCKET`` is set."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -159,6 +160,7 @@ async def _run(
     # From the moment FastAGI listens, a stalled loop holds calls: the watchdog ends the process then.
     stall_limit = settings.gate.loop_stall_limit
     watchdog = LoopWatchdog(stall_limit) if stall_limit else None
+    systemd = SystemdNotifier.from_environment(os.environ, pid=os.getpid())
     await runner.setup()
     try:
         if watchdog is not None:
@@ -166,14 +168,12 @@ async def _run(
         await agi.start()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
-        log.info(
-            "dialguard ready: FastAGI on %s:%d, HTTP on %s:%d, rules %s",
-            settings.agi.host,
-            agi.port,
-            settings.http.host,
-            settings.http.port,
-            gate.rulebook.version[:12],
+        serving = (
+            f"FastAGI on {settings.agi.host}:{agi.port}, HTTP on {settings.http.host}:{settings.http.port}"
         )
+        log.info("dialguard ready: %s, rules %s", serving, gate.rulebook.version[:12])
+        if systemd is not None:
+            systemd.ready(serving)
         async with asyncio.TaskGroup() as tg:
             sealer = tg.create_task(seal_forever(pool))
             replayer = tg.create_task(replay_forever(journal, pool))
@@ -182,7 +182,11 @@ async def _run(
             replayer.cancel()
     finally:
         log.info("dialguard stopping")
+        if systemd is not None:
+            systemd.stopping()
         await agi.close()
         await runner.cleanup()
+        if systemd is not None:
+            systemd.close()
         if watchdog is not None:
             watchdog.stop()

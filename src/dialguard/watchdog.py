@@ -7,6 +7,9 @@ which moves to the next SRV target only when a connection *fails*, would not mov
 - :class:`LoopWatchdog`, a thread that ends the process (exit 70) when the event loop has not run its
   heartbeat for ``gate.loop_stall_limit`` seconds. The kernel then closes every socket: each held
   ``AGI()`` fails at once, new connections are refused, and ``hagi://`` fails over.
+- :class:`SystemdNotifier`, ``sd_notify(3)`` spoken by the loop itself (``READY=1``, ``WATCHDOG=1``,
+  ``STOPPING=1``), so that systemd's ``WatchdogSec`` ends a gateway that cannot end itself: a stopped
+  process, or a loop stuck in C code that holds the GIL, which stops the watchdog thread too.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -115,3 +120,78 @@ def _log_critical(message: str) -> None:
     writer = threading.Thread(target=write, name="dialguard-last-words", daemon=True)
     writer.start()
     writer.join(_WRITE_GRACE)
+
+
+class SystemdNotifier:
+    """``sd_notify(3)`` over the datagram socket systemd names in ``$NOTIFY_SOCKET``, no libsystemd.
+
+    Every message is sent from the event loop: a ``WATCHDOG=1`` proves the loop runs. A send never
+    blocks and never raises (systemd may be restarting); a failure is logged once until one succeeds.
+    """
+
+    def __init__(self, address: str, *, watchdog_every: float | None = None) -> None:
+        # "@name" is a name in Linux's abstract namespace: a leading NUL byte on the wire.
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        self.watchdog_every = watchdog_every
+        self._ping_handle: asyncio.TimerHandle | None = None
+        self._failing = False
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str], *, pid: int) -> SystemdNotifier | None:
+        """The notifier systemd asks for (``Type=notify``), or None when not run by it."""
+        address = env.get("NOTIFY_SOCKET", "")
+        if not address:
+            return None
+        if not address.startswith(("/", "@")):
+            log.warning("NOTIFY_SOCKET=%r is not a Unix socket: systemd will not hear from us", address)
+            return None
+        return cls(address, watchdog_every=watchdog_interval(env, pid=pid))
+
+    def send(self, state: str) -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.sendto(state.encode(), self.address)
+        except OSError as exc:
+            if not self._failing:
+                log.warning("could not notify systemd (%s): %s", state.split("\n", 1)[0], exc)
+            self._failing = True
+        else:
+            self._failing = False
+
+    def ready(self, status: str) -> None:
+        """Serving: tell systemd, and start the watchdog pings it asked for (``WatchdogSec``)."""
+        self.send(f"READY=1\nSTATUS={status}")
+        if self.watchdog_every is not None and self._ping_handle is None:
+            self._ping(asyncio.get_running_loop(), self.watchdog_every)
+
+    def _ping(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
+        self.send("WATCHDOG=1")
+        self._ping_handle = loop.call_later(every, self._ping, loop, every)
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1\nSTATUS=stopping")
+
+    def close(self) -> None:
+        if self._ping_handle is not None:
+            self._ping_handle.cancel()
+            self._ping_handle = None
+
+
+def watchdog_interval(env: Mapping[str, str], *, pid: int) -> float | None:
+    """Seconds between ``WATCHDOG=1`` pings: half of ``$WATCHDOG_USEC``, as ``sd_watchdog_enabled(3)``
+    reads it; None when systemd set no watchdog, or set it for another process (``$WATCHDOG_PID``)."""
+    usec = env.get("WATCHDOG_USEC", "")
+    if not usec:
+        return None
+    owner = env.get("WATCHDOG_PID", "")
+    if owner and owner != str(pid):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        log.warning("WATCHDOG_USEC=%r is not a positive number of microseconds: no watchdog pings", usec)
+        return None
+    return value / 2_000_000
