@@ -10,6 +10,8 @@ which moves to the next SRV target only when a connection *fails*, would not mov
 - :class:`SystemdNotifier`, ``sd_notify(3)`` spoken by the loop itself (``READY=1``, ``WATCHDOG=1``,
   ``STOPPING=1``), so that systemd's ``WatchdogSec`` ends a gateway that cannot end itself: a stopped
   process, or a loop stuck in C code that holds the GIL, which stops the watchdog thread too.
+- :class:`Supervisor`, background work (the sealer, the opt-out journal's replay) run in rounds,
+  started again with a capped backoff after a round fails, and reported by ``/healthz`` while down.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -195,3 +198,70 @@ def watchdog_interval(env: Mapping[str, str], *, pid: int) -> float | None:
         log.warning("WATCHDOG_USEC=%r is not a positive number of microseconds: no watchdog pings", usec)
         return None
     return value / 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Down:
+    """A background task between a failed round and its next good one."""
+
+    error: str  # the last failure, on one line
+    failures: int  # rounds failed in a row
+
+
+class Supervisor:
+    """Runs the gateway's background work in rounds and keeps it going.
+
+    A round that raises (any ``Exception``; cancellation passes through untouched) is logged, the task
+    is marked down, and the round runs again after a backoff that doubles from ``first_backoff`` up to
+    ``max_backoff``; the first round that succeeds marks it up again. ``expected`` failures (the
+    database away) are logged without a traceback.
+    """
+
+    def __init__(
+        self,
+        *,
+        first_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        expected: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.expected = expected
+        self._down: dict[str, Down] = {}
+
+    def down(self) -> dict[str, Down]:
+        """The tasks down now, by name."""
+        return dict(self._down)
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before the next round after ``failures`` failed rounds in a row."""
+        return min(self.max_backoff, self.first_backoff * 2.0 ** min(failures - 1, 64))
+
+    async def every(self, name: str, period: float, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` every ``period`` seconds (the first time after one period), forever."""
+        failures = 0
+        delay = period
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await work()
+            except Exception as exc:  # a failed round must not end the gateway: it is retried
+                failures += 1
+                delay = self.backoff(failures)
+                error = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+                self._down[name] = Down(error, failures)
+                log.log(
+                    logging.WARNING if isinstance(exc, self.expected) else logging.ERROR,
+                    "background task %s failed (%d in a row): %s; again in %g s",
+                    name,
+                    failures,
+                    error,
+                    delay,
+                    exc_info=None if isinstance(exc, self.expected) else exc,
+                )
+            else:
+                if failures:
+                    log.info("background task %s works again after %d failures", name, failures)
+                failures = 0
+                delay = period
+                self._down.pop(name, None)
