@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 import asyncpg
@@ -18,7 +19,7 @@ from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
-from dialguard.journal import OptOutJournal, replay_forever
+from dialguard.journal import OptOutJournal
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
 from dialguard.policy.model import Purpose
@@ -27,12 +28,14 @@ from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
 from dialguard.store.sealing import seal
+from dialguard.watchdog import LoopWatchdog, Supervisor, SystemdNotifier
 from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
 
 log = logging.getLogger(__name__)
 
 SEAL_EVERY = 10.0  # seconds between checkpoints of the decision log
+REPLAY_EVERY = 5.0  # seconds between replays of the opt-out journal (a no-op when it is empty)
 ADMIN_APP_NAME = "dialguard-admin"  # the admin pool's connections, as pg_stat_activity shows them
 
 
@@ -69,21 +72,18 @@ def build_gate(
     )
 
 
-async def seal_forever(pool: asyncpg.Pool, every: float = SEAL_EVERY) -> None:
-    """Checkpoint the decision and call-event logs in the background; a database outage only delays it."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            async with connection(pool) as conn:
-                await seal(conn)
-        except StoreUnavailable as exc:
-            log.warning("could not seal the evidence logs now (will retry): %s", exc)
+async def seal_once(pool: asyncpg.Pool) -> None:
+    """One round of the sealer: checkpoint the decision and call-event logs."""
+    async with connection(pool) as conn:
+        await seal(conn)
 
 
 async def serve(
     settings: Settings, *, clock: Clock = system_clock, stop: asyncio.Event | None = None
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set): FastAGI, HTTP, and the sealer, in one TaskGroup."""
+    """Run until SIGINT/SIGTERM (or ``stop`` is set): FastAGI, HTTP, and the background work (the sealer,
+    the journal's replay) in one TaskGroup; a loop watchdog, and systemd's notify protocol when
+    ``$NOTIFY_SOCKET`` is set."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -143,6 +143,7 @@ async def _run(
         session_timeout=settings.agi.session_timeout,
         max_line_bytes=settings.agi.max_line_bytes,
     )
+    tasks = Supervisor(expected=(StoreUnavailable,))  # a database outage is no surprise
     runner = web.AppRunner(
         create_app(
             settings=settings,
@@ -151,29 +152,42 @@ async def _run(
             admin_pool=admin_pool,
             admin_gate=admin_gate,
             metrics=metrics,
+            tasks=tasks,
         ),
         access_log_class=PathOnlyAccessLogger,
     )
+    # From the moment FastAGI listens, a stalled loop holds calls: the watchdog ends the process then.
+    stall_limit = settings.gate.loop_stall_limit
+    watchdog = LoopWatchdog(stall_limit) if stall_limit else None
+    systemd = SystemdNotifier.from_environment(os.environ, pid=os.getpid())
     await runner.setup()
     try:
+        if watchdog is not None:
+            watchdog.start()
         await agi.start()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
-        log.info(
-            "dialguard ready: FastAGI on %s:%d, HTTP on %s:%d, rules %s",
-            settings.agi.host,
-            agi.port,
-            settings.http.host,
-            settings.http.port,
-            gate.rulebook.version[:12],
+        serving = (
+            f"FastAGI on {settings.agi.host}:{agi.port}, HTTP on {settings.http.host}:{settings.http.port}"
         )
+        log.info("dialguard ready: %s, rules %s", serving, gate.rulebook.version[:12])
+        if systemd is not None:
+            systemd.ready(serving)
         async with asyncio.TaskGroup() as tg:
-            sealer = tg.create_task(seal_forever(pool))
-            replayer = tg.create_task(replay_forever(journal, pool))
+            background = [
+                tg.create_task(tasks.every("sealer", SEAL_EVERY, lambda: seal_once(pool))),
+                tg.create_task(tasks.every("journal_replay", REPLAY_EVERY, lambda: journal.replay(pool))),
+            ]
             await stop.wait()
-            sealer.cancel()
-            replayer.cancel()
+            for task in background:
+                task.cancel()
     finally:
         log.info("dialguard stopping")
+        if systemd is not None:
+            systemd.stopping()
         await agi.close()
         await runner.cleanup()
+        if systemd is not None:
+            systemd.close()
+        if watchdog is not None:
+            watchdog.stop()

@@ -22,6 +22,9 @@ import phonenumbers
 ENV_PREFIX = "DIALGUARD_"
 CONFIG_ENV = "DIALGUARD_CONFIG"
 
+# The loop watchdog's shortest limit: two of the loop's half-second heartbeats.
+MIN_LOOP_STALL_LIMIT = 1.0
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -107,6 +110,9 @@ class CampaignsSettings:
 class GateSettings:
     fact_timeout: float = 2.0  # reading the facts of one call; past it the call is blocked
     writer: str = ""  # name of this gateway in the decision chain; empty: hostname and pid
+    # Seconds the event loop may go without running before the gateway ends itself (exit 70), so that
+    # Asterisk's AGI() fails at once rather than waiting on a stalled gateway; 0 turns the watchdog off.
+    loop_stall_limit: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +331,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"log.format: {s.log.format!r} is not text or json")
     if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"log.level: {s.log.level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if not (s.gate.loop_stall_limit == 0 or s.gate.loop_stall_limit >= MIN_LOOP_STALL_LIMIT):  # NaN too
+        raise ConfigError(
+            f"gate.loop_stall_limit: at least {MIN_LOOP_STALL_LIMIT:g} seconds (the loop beats every "
+            f"half second), or 0 to turn the loop watchdog off; not {s.gate.loop_stall_limit}"
+        )
     if s.database.pool_size < 1:
         raise ConfigError("database.pool_size: must be at least 1")
     if s.database.admin_pool_size < 1:

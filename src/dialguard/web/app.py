@@ -8,6 +8,7 @@ from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.metrics import Metrics
 from dialguard.store.db import Pool
+from dialguard.watchdog import Supervisor
 from dialguard.web.api import (
     ADMIN_GATE_KEY,
     ADMIN_POOL_KEY,
@@ -20,15 +21,26 @@ from dialguard.web.api import (
 from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
 
+TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz reports on
+
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers; 503 otherwise (the gate would block every call)."""
+    """200 when the database answers: ``ok``, or ``degraded`` with the background tasks that are down
+    (``down``: name -> last error and failures in a row; calls are still judged); 503 ``unavailable``
+    when the database does not answer (the gate would block every call)."""
     pool = request.app[POOL_KEY]
+    tasks = request.app.get(TASKS_KEY)
+    down = {n: {"error": d.error, "failures": d.failures} for n, d in (tasks.down() if tasks else {}).items()}
     try:
         async with pool.acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1")
     except Exception as exc:  # any failure to reach the database means unhealthy
-        return web.json_response({"status": "unavailable", "database": type(exc).__name__}, status=503)
+        body: dict[str, object] = {"status": "unavailable", "database": type(exc).__name__}
+        if down:
+            body["down"] = down
+        return web.json_response(body, status=503)
+    if down:
+        return web.json_response({"status": "degraded", "down": down})
     return web.json_response({"status": "ok"})
 
 
@@ -40,10 +52,12 @@ def create_app(
     admin_pool: Pool | None = None,
     admin_gate: Gate | None = None,
     metrics: Metrics | None = None,
+    tasks: Supervisor | None = None,
 ) -> web.Application:
     """``pool`` and ``gate`` serve the call path (POST /v1/checks, /healthz); ``admin_pool`` and
     ``admin_gate`` (the same rules on the admin pool) every other route. ``serve`` always passes both;
-    without them (tests, tools) admin work shares the call path's pool."""
+    without them (tests, tools) admin work shares the call path's pool. ``tasks``: the background work
+    /healthz reports on."""
     if (admin_pool is None) != (admin_gate is None):
         raise ValueError("give both admin_pool and admin_gate, or neither")
     app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=[json_errors])
@@ -53,6 +67,8 @@ def create_app(
     app[ADMIN_GATE_KEY] = admin_gate or gate
     app[ADMIN_WAIT_KEY] = settings.database.admin_acquire_timeout
     app[REGION_KEY] = settings.numbers.default_region
+    if tasks is not None:
+        app[TASKS_KEY] = tasks
     document = openapi_document()
 
     async def openapi(request: web.Request) -> web.Response:
