@@ -168,13 +168,3 @@ class OptOutJournal:
             log.info("replayed %d opt-outs from the journal; %d still wait", stored, len(left))
         return stored
 
-
-async def replay_forever(journal: OptOutJournal, pool: Pool, every: float = 5.0) -> None:
-    """Keep replaying while anything waits: the database may come back at any time. A failure of the
-    journal file itself is logged and tried again, never allowed to end the loop."""
-    while True:
-        try:
-            await journal.replay(pool)
-        except OSError as exc:
-            log.error("opt-out journal %s could not be replayed now (will retry): %s", journal.path, exc)
-        await asyncio.sleep(every)
