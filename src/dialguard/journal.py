@@ -167,4 +167,3 @@ class OptOutJournal:
         if stored:
             log.info("replayed %d opt-outs from the journal; %d still wait", stored, len(left))
         return stored
-

@@ -362,3 +362,18 @@ async def test_a_company_list_import_adds_entries_to_the_internal_list(
     assert code == 0 and "internal: 0 numbers added" in out  # already there: nothing added twice
     async with marketing.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM dnc_history WHERE list_name = 'internal'") == 1
+
+
+async def test_a_list_dated_infinity_in_the_database_is_stale_not_a_crash(marketing: asyncpg.Pool) -> None:
+    """Issue 14, item 8: ?date=9999-12-31 was stored as infinity and every check failed after it."""
+    await load(marketing, b"3105550100\n")
+    async with marketing.acquire() as conn:  # as written before the edge refused such dates
+        await conn.execute("UPDATE dnc_registry_versions SET list_date = 'infinity'")
+        await conn.execute(
+            "INSERT INTO consent_grants (number, purpose, kind, source, granted_at, expires_at)"
+            " VALUES ($1, 'marketing', 'express', 'paper', $2, 'infinity')",
+            CLEAN, NOW - timedelta(days=1),
+        )  # fmt: skip
+    reason, reasons = await check(marketing, CLEAN)
+    assert reason == "dnc.list_stale"
+    assert reasons["consent.valid"]["expires_at"].startswith("9999-12-31")

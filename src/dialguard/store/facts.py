@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from dialguard.policy.model import (
@@ -80,7 +80,23 @@ class StoredFacts:
 
 def _with_times(item: dict[str, Any], *names: str) -> dict[str, Any]:
     """jsonb carries timestamps as ISO text; the row mappers expect datetimes."""
-    return {**item, **{n: datetime.fromisoformat(item[n]) if item[n] else None for n in names}}
+    return {**item, **{n: _instant(item[n]) if item[n] else None for n in names}}
+
+
+def _instant(text: str) -> datetime:
+    """A timestamptz as jsonb writes it; PostgreSQL's ±infinity as the farthest instants."""
+    if text in ("infinity", "-infinity"):
+        return (datetime.max if text == "infinity" else datetime.min).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)
+
+
+def _day(text: str) -> date:
+    """A national list's date as the database holds it. One no calendar has (``infinity``, written
+    past the edge's checks) reads as the oldest day: the list is judged stale, never fresh forever."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return date.min
 
 
 def _parse(row: Any) -> StoredFacts:
@@ -93,17 +109,16 @@ def _parse(row: Any) -> StoredFacts:
             for g in row["consents"]
         ),
         attempts=tuple(
-            Attempt(at=datetime.fromisoformat(a["at"]), campaign=a["campaign"], purpose=Purpose(a["purpose"]))
+            Attempt(at=_instant(a["at"]), campaign=a["campaign"], purpose=Purpose(a["purpose"]))
             for a in row["attempts"]
         ),
         hlr=_with_times(row["hlr"], "fetched_at") if row["hlr"] else None,
         registries=tuple(
-            RegistryStatus(r["list_name"], date.fromisoformat(r["list_date"]), r["version_id"], r["hit"])
+            RegistryStatus(r["list_name"], _day(r["list_date"]), r["version_id"], r["hit"])
             for r in row["registries"]
         ),
         emergencies=tuple(
-            Emergency(e["id"], e["area"], e["reason"], datetime.fromisoformat(e["ends_at"]))
-            for e in row["emergencies"]
+            Emergency(e["id"], e["area"], e["reason"], _instant(e["ends_at"])) for e in row["emergencies"]
         ),
     )
 
