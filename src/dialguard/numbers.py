@@ -200,3 +200,91 @@ def zones_for_subdivision(subdivision: str) -> tuple[str, ...]:
     """Time zones a US state or Canadian province spans (``US-TX`` → Chicago, Denver); () if unknown."""
     zones: dict[str, list[str]] = _nanp()["zones"]  # type: ignore[assignment]
     return tuple(zones.get(subdivision.upper(), ()))
+
+
+# ---------------------------------------------------------------- the lead's own state
+
+_ISO_SUBDIVISION = re.compile(r"([A-Za-z]{2})-([A-Za-z0-9]{1,3})")
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLeadState:
+    """A lead state the number's country does not make a state or province of; ``reason`` is one line."""
+
+    raw: str
+    country: str  # the number's region
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Subdivisions:
+    """One country's states or provinces: every accepted spelling (casefolded) to its code."""
+
+    codes: tuple[str, ...]
+    names: dict[str, tuple[str, ...]]  # code -> its names, as the data writes them
+    spellings: dict[str, str]
+
+
+@cache
+def _subdivisions(region: str) -> _Subdivisions:
+    """A country's subdivisions as the ``holidays`` package lists them (ISO 3166-2 codes and their
+    names, in English and the country's languages): the data the packs' holiday calendars use too."""
+    import holidays  # the policy loads it anyway; numbers.py stays light for the CLI's other commands
+
+    try:
+        calendar = holidays.country_holidays(region)
+    except NotImplementedError:  # a country it has no calendar for, or "001" (non-geographic)
+        return _Subdivisions((), {}, {})
+    codes = tuple(sorted(str(c) for c in calendar.subdivisions))
+    names = {code: tuple(calendar.get_subdivision_aliases().get(code, ())) for code in codes}
+    spellings: dict[str, str] = {}
+    for code in codes:
+        for spelling in (code, f"{region}-{code}", *names[code]):
+            key = " ".join(spelling.split()).casefold()
+            # A spelling two subdivisions share names neither: a guess is what this parser refuses to make.
+            spellings[key] = code if spellings.get(key, code) == code else ""
+    return _Subdivisions(codes, names, {k: v for k, v in spellings.items() if v})
+
+
+def parse_lead_state(raw: str | None, number: NumberFacts) -> str | InvalidLeadState | None:
+    """The lead's own state or province as the rule packs name it (``US-FL``), read against the number.
+
+    Accepted, in any case and with blanks around: the code (``FL``), the ISO 3166-2 code (``US-FL``) and
+    the name (``Florida``) of a subdivision of the number's country — a US number's states, a Canadian
+    number's provinces, a Polish number's voivodeships (``PL-14``, ``14``, ``Mazowieckie``). The ISO
+    form may also name a subdivision of another country of the number's numbering plan (a +1 number's
+    lead may live in ``CA-ON``). Nothing else is guessed: an unknown value is an :class:`InvalidLeadState`.
+    Blank or None: no lead state (None).
+
+    >>> ny = parse_number("+1 212 555 0142")
+    >>> [parse_lead_state(s, ny) for s in ("FL", " us-fl ", "florida")]
+    ['US-FL', 'US-FL', 'US-FL']
+    >>> print(parse_lead_state("US-XX", ny).reason)  # doctest: +NORMALIZE_WHITESPACE
+    lead state 'US-XX' is not a state or province of US: write its code (NY),
+    its ISO 3166-2 code (US-NY) or its name (New York)
+    """
+    if raw is None or not raw.strip():
+        return None
+    text = " ".join(raw.split())
+    region = number.region
+    if (code := _subdivisions(region).spellings.get(text.casefold())) is not None:
+        return f"{region}-{code}"
+    if (iso := _ISO_SUBDIVISION.fullmatch(text)) is not None:
+        country, code = iso.group(1).upper(), iso.group(2).upper()
+        same_plan = phonenumbers.region_codes_for_country_code(number.country_code)
+        if country in same_plan and code in _subdivisions(country).codes:
+            return f"{country}-{code}"
+    return InvalidLeadState(raw, region, _lead_state_error(raw, number))
+
+
+def _lead_state_error(raw: str, number: NumberFacts) -> str:
+    region = number.region
+    known = _subdivisions(region)
+    if not known.codes:
+        return f"lead state {raw!r}: no states or provinces are known for a {region} number; leave it out"
+    own = (number.subdivision or "").removeprefix(f"{region}-")
+    example = own if own in known.codes else known.codes[0]
+    forms = f"its code ({example}), its ISO 3166-2 code ({region}-{example})"
+    if names := known.names[example]:
+        forms += f" or its name ({names[0]})"
+    return f"lead state {raw!r} is not a state or province of {region}: write {forms}"

@@ -1,6 +1,8 @@
 """FastAGI routes: turn a gate decision into channel variables. No rules are decided here.
 
 ``AGI(agi://GATE:4573/check,NUMBER,CAMPAIGN[,LEAD_STATE])``; NUMBER defaults to the extension dialled.
+LEAD_STATE is read by the gate as every entry point reads it (``FL``, ``US-FL``, ``Florida``); one it
+cannot read blocks the call with ``lead_state.invalid``, since no error can be returned to a dialplan.
 """
 
 from __future__ import annotations

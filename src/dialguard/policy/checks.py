@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
-from dialguard.numbers import InvalidNumber, NumberFacts
+from dialguard.numbers import InvalidLeadState, InvalidNumber, NumberFacts
 from dialguard.policy.model import (
     CallFacts,
     ConsentRecord,
@@ -38,6 +38,14 @@ def check_number(number: NumberFacts | InvalidNumber) -> Reason:
             "subdivision": number.subdivision,
             "line_type": str(number.line_type),
         },
+    )
+
+
+def check_lead_state(lead: InvalidLeadState) -> Reason:
+    """A lead state that names no state or province of the number's country: its rules cannot be
+    chosen, so the call is not judged (a silently dropped state would skip that state's rules)."""
+    return Reason(
+        "lead_state.invalid", False, {"value": lead.raw, "country": lead.country, "why": lead.reason}
     )
 
 
