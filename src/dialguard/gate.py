@@ -21,9 +21,11 @@ import asyncpg
 from dialguard.clock import Clock
 from dialguard.hlr.service import RoamingService
 from dialguard.numbers import (
+    EmergencyNumber,
     InvalidLeadState,
     InvalidNumber,
     NumberFacts,
+    emergency_number,
     parse_lead_state,
     parse_number,
 )
@@ -89,7 +91,7 @@ class GateDecision:
     """A decision with everything the outside world is told about it."""
 
     call_id: uuid.UUID
-    number: NumberFacts | InvalidNumber
+    number: NumberFacts | InvalidNumber | EmergencyNumber
     campaign: str
     decision: Decision
     rules_version: str
@@ -105,7 +107,11 @@ class GateDecision:
 
     @property
     def number_text(self) -> str:
-        return self.number.e164 if isinstance(self.number, NumberFacts) else self.number.raw
+        if isinstance(self.number, NumberFacts):
+            return self.number.e164
+        if isinstance(self.number, EmergencyNumber):
+            return self.number.digits  # what the dialplan dials: 911, not the 9911 dialled
+        return self.number.raw
 
     def to_json(self) -> dict[str, Any]:
         """The decision JSON of the contract (API, ``check --json``, evidence)."""
@@ -216,11 +222,17 @@ class Gate:
 
     def _call(self, request: CheckRequest) -> _Call | GateDecision:
         """The request with its number parsed and its rules chosen. Decided here, with no facts read:
-        an unparsable number and an unreadable lead state (blocked)."""
+        an emergency number (allowed), an unparsable number and an unreadable lead state (blocked)."""
         now = request.at or self.clock()
         campaign_name = request.campaign or self.default_campaign
         call_id = uuid.uuid4()
         channel = {"channel": request.channel}
+        emergency = emergency_number(request.number, region=self.default_region, dial_prefix=self.dial_prefix)
+        if emergency is not None:
+            # Not an attempt of any campaign (recorded False): no cap counts it.
+            facts = CallFacts(request.number, emergency, campaign_name, None, now)
+            decision = evaluate(facts, None)
+            return GateDecision(call_id, emergency, campaign_name, decision, "", now, False, extra=channel)
         number = self.parse(request.number)
         if isinstance(number, InvalidNumber):
             facts = CallFacts(request.number, number, campaign_name, None, now)
@@ -400,8 +412,8 @@ class Gate:
         )
 
     async def _store_invalid(self, result: GateDecision) -> GateDecision:
-        """A decision made without facts (an unparsable number or lead state) stands whatever happens;
-        it is stored when the database allows."""
+        """A decision made without facts (an unparsable number or lead state, an emergency number) stands
+        whatever happens; it is stored when the database allows."""
         try:
             async with asyncio.timeout(self.fact_timeout), self.pool.acquire() as conn:
                 await self._insert(conn, result)

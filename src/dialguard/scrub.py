@@ -13,7 +13,8 @@ Whatever a row holds, a reader finds the fresh verdict under ``dialguard_verdict
   counted in the summary as ``not_judged``.
 - A row whose lead state the gate cannot read for its number (``US-XX``, ``Narnia``; ``FL``,
   ``US-FL`` and ``Florida`` are read alike, numbers.parse_lead_state) is not judged either: judging it
-  without that state's rules would be the very mistake. It is written BLOCK with the row error.
+  without that state's rules would be the very mistake. So is an emergency or short service number
+  (``911``): it is no lead, and a campaign never dials it. Both are written BLOCK with the row error.
 - A file scrubbed before (its header already has ``dialguard_*`` columns, in any case) gets those
   columns overwritten in place, not a second set beside them: each holds the fresh answer.
 """
@@ -47,7 +48,7 @@ class ScrubError(Exception):
 @dataclass(slots=True)
 class ScrubSummary:
     by_reason: Counter[str] = field(default_factory=Counter)  # "ok" is an allowed row
-    not_judged: int = 0  # ragged rows, unreadable lead states: written BLOCK with a row error
+    not_judged: int = 0  # ragged rows, unreadable lead states, emergency numbers: BLOCK with a row error
 
     @property
     def rows(self) -> int:
@@ -134,10 +135,15 @@ def _cell(row: list[str], at: int | None) -> str:
 
 
 def _not_a_lead(decision: Decision) -> str | None:
-    """Why a row the gate answered is still not judged: a lead state it could not read."""
+    """Why a row the gate answered is still not judged: its lead state, or an emergency number."""
     for reason in decision.reasons:
         if reason.code == "lead_state.invalid":
             return f"{reason.detail['why']}; not judged"
+        if reason.code == "number.emergency":
+            return (
+                f"{reason.detail['dialled']!r} is an emergency or short service number "
+                f"({reason.detail['service']}): not a lead, never dialled by a campaign"
+            )
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
-from dialguard.numbers import InvalidLeadState, InvalidNumber, NumberFacts
+from dialguard.numbers import EmergencyNumber, InvalidLeadState, InvalidNumber, NumberFacts
 from dialguard.policy.model import (
     CallFacts,
     ConsentRecord,
@@ -26,9 +26,21 @@ def _iso(dt: object) -> str | None:
     return dt.isoformat() if dt is not None else None  # type: ignore[attr-defined]  # date or datetime
 
 
-def check_number(number: NumberFacts | InvalidNumber) -> Reason:
+def check_number(number: NumberFacts | InvalidNumber | EmergencyNumber) -> Reason:
     if isinstance(number, InvalidNumber):
         return Reason("number.invalid", False, {"input": number.raw, "why": number.reason})
+    if isinstance(number, EmergencyNumber):
+        # Passed: an emergency call is never blocked (DESIGN, "Failure and security").
+        return Reason(
+            "number.emergency",
+            True,
+            {
+                "service": number.service,
+                "dialled": number.raw,
+                "digits": number.digits,
+                "countries": list(number.countries),
+            },
+        )
     return Reason(
         "number.ok",
         True,
