@@ -41,3 +41,8 @@ class GateAnswers:
         for name, value in answer.items():
             chan.set(name, value)
         return "SUCCESS"
+
+
+def emergency_extensions(dp: Dialplan) -> list[str]:
+    """Every number [dialguard-emergency] dials before any check, as written there (911, 9911 ...)."""
+    return [e.exten for e in dp.contexts["dialguard-emergency"].extensions]

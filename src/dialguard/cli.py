@@ -28,7 +28,7 @@ from dialguard.config import ConfigError, Settings, load_settings
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import JournalError
 from dialguard.logs import configure as configure_logs
-from dialguard.numbers import InvalidNumber, parse_wildcard
+from dialguard.numbers import InvalidLeadState, InvalidNumber, NumberFacts, parse_lead_state, parse_wildcard
 from dialguard.policy.model import INTERNAL, Purpose
 from dialguard.rules.loader import CONSENT_KINDS, PackError
 from dialguard.store import campaigns as campaign_store
@@ -130,6 +130,24 @@ def _normalise(settings: Settings, raw: str) -> str:
     return number.e164
 
 
+def _lead_state(settings: Settings, number: str, state: str | None) -> str | None:
+    """``--lead-state`` read as the gate reads it, by the number's country: a usage error if it cannot be.
+
+    An unparsable number leaves it to the gate, whose verdict on the number (``number.invalid``, or
+    ``number.emergency``) does not depend on it."""
+    from dialguard.numbers import parse_number
+
+    parsed = parse_number(
+        number, default_region=settings.numbers.default_region, dial_prefix=settings.numbers.dial_prefix
+    )
+    if state is None or not isinstance(parsed, NumberFacts):
+        return state
+    lead = parse_lead_state(state, parsed)
+    if isinstance(lead, InvalidLeadState):
+        raise UsageError(f"--lead-state: {lead.reason}")
+    return lead
+
+
 def _normalise_entry(settings: Settings, raw: str) -> str:
     """A number, or a wildcard: ``+1212*`` (+, country code and leading digits, then *)."""
     if not raw.endswith("*"):
@@ -179,7 +197,7 @@ async def cmd_check(settings: Settings, args: argparse.Namespace, clock: Clock) 
             campaign=args.campaign,
             record=args.record,
             at=args.at,
-            lead_subdivision=args.lead_state,
+            lead_subdivision=_lead_state(settings, args.number, args.lead_state),
             channel="cli",
         )
     except ValueError as exc:
@@ -475,7 +493,7 @@ async def cmd_scrub(settings: Settings, args: argparse.Namespace, clock: Clock) 
     for reason, n in summary.by_reason.most_common():
         print(f"  {reason:<24} {n:,}", file=sys.stderr)
     if summary.not_judged:
-        note = f"{summary.not_judged:,}  (ragged rows: see dialguard_row_error)"
+        note = f"{summary.not_judged:,}  (see dialguard_row_error)"
         print(f"  {'not judged':<24} {note}", file=sys.stderr)
     return EXIT_OK
 
@@ -680,6 +698,9 @@ async def cmd_rules_explain(settings: Settings, args: argparse.Namespace, clock:
     )
     if isinstance(number, InvalidNumber):
         raise UsageError(f"{args.number!r} is not a valid phone number: {number.reason}")
+    lead = parse_lead_state(args.lead_state, number)
+    if isinstance(lead, InvalidLeadState):
+        raise UsageError(f"--lead-state: {lead.reason}")
     purpose = Purpose(args.purpose) if args.purpose else Purpose(settings.campaigns.default_purpose)
     if args.campaign:
         async with database(settings) as pool, pool.acquire() as conn:
@@ -693,7 +714,7 @@ async def cmd_rules_explain(settings: Settings, args: argparse.Namespace, clock:
             number,
             args.at or clock(),
             purpose,
-            lead_subdivision=args.lead_state,
+            lead_subdivision=lead,
         )
     )
     return EXIT_OK
@@ -745,7 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the decision as the API returns it")
     c.add_argument("--record", action="store_true", help="count this check as a call attempt")
     c.add_argument(
-        "--lead-state", metavar="SUBDIVISION", help="the lead's own state, e.g. US-TX (both must allow)"
+        "--lead-state",
+        metavar="STATE",
+        help="the lead's own state or province: FL, US-FL or Florida (both it and the number's must allow)",
     )
 
     camp = sub.add_parser("campaign", help="define campaigns and their purpose").add_subparsers(
@@ -840,8 +863,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_scrub,
         "judge every row of a lead list as a call would be judged (nothing is counted or stored)",
         epilog="IN.csv needs a header with a number column (number, phone, phone_number); a lead_state or "
-        "state column adds the lead's own state. Each row gets dialguard_verdict, dialguard_reason, "
-        "dialguard_reasons and dialguard_next_callable_at; a summary by reason goes to stderr.",
+        "state column adds the lead's own state (FL, US-FL or Florida). Each row gets dialguard_verdict, "
+        "dialguard_reason, dialguard_reasons and dialguard_next_callable_at, or dialguard_row_error when it "
+        "cannot be judged (a ragged row, a state unknown for its number, an emergency number); a summary "
+        "by reason goes to stderr.",
     )
     sc.add_argument("input", type=Path, metavar="IN.csv")
     sc.add_argument("-o", "--output", type=Path, metavar="OUT.csv", help="default: standard output")
@@ -860,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--at", type=parse_instant, help="judge at this instant (ISO-8601 with offset)")
     re_.add_argument("--campaign")
     re_.add_argument("--purpose", choices=PURPOSES)
-    re_.add_argument("--lead-state", metavar="SUBDIVISION")
+    re_.add_argument("--lead-state", metavar="STATE", help="the lead's own state: FL, US-FL or Florida")
 
     tok = sub.add_parser("token", help="HTTP API bearer tokens").add_subparsers(
         dest="sub", metavar="ACTION", required=True, parser_class=Parser

@@ -26,7 +26,16 @@ import asyncpg
 
 from dialguard.clock import Clock
 from dialguard.hlr.service import RoamingService
-from dialguard.numbers import InvalidNumber, NumberFacts, parse_number
+from dialguard.numbers import (
+    EmergencyNumber,
+    InvalidLeadState,
+    InvalidNumber,
+    NumberFacts,
+    emergency_number,
+    parse_lead_state,
+    parse_number,
+)
+from dialguard.policy.checks import check_lead_state, check_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
 from dialguard.policy.frequency import caps_apply
 from dialguard.policy.model import (
@@ -80,7 +89,7 @@ class CheckRequest:
     number: str
     campaign: str | None = None
     record: bool = False  # True: the call will be placed, so it counts as an attempt
-    lead_subdivision: str | None = None
+    lead_subdivision: str | None = None  # as given (FL, US-FL, Florida): the gate reads it by the number
     at: datetime | None = None  # dry runs may ask about another instant
     channel: str = "cli"  # agi, http, cli, scrub: kept as evidence
     keep: bool = True  # False: a lead-list scrub's look-ahead, not stored (its output file is its record)
@@ -110,7 +119,7 @@ class GateDecision:
     """A decision with everything the outside world is told about it."""
 
     call_id: uuid.UUID
-    number: NumberFacts | InvalidNumber
+    number: NumberFacts | InvalidNumber | EmergencyNumber
     campaign: str
     decision: Decision
     rules_version: str
@@ -126,7 +135,11 @@ class GateDecision:
 
     @property
     def number_text(self) -> str:
-        return self.number.e164 if isinstance(self.number, NumberFacts) else self.number.raw
+        if isinstance(self.number, NumberFacts):
+            return self.number.e164
+        if isinstance(self.number, EmergencyNumber):
+            return self.number.digits  # what the dialplan dials: 911, not the 9911 dialled
+        return self.number.raw
 
     def to_json(self) -> dict[str, Any]:
         """The decision JSON of the contract (API, ``check --json``, evidence)."""
@@ -255,14 +268,28 @@ class Gate:
         return out
 
     def _call(self, request: CheckRequest) -> _Call | GateDecision:
-        """The request with its number parsed and its rules chosen; an unparsable number is decided here."""
+        """The request with its number parsed and its rules chosen. Decided here, with no facts read:
+        an emergency number (allowed), an unparsable number and an unreadable lead state (blocked)."""
         now = request.at or self.clock()
         campaign_name = request.campaign or self.default_campaign
-        number = self.parse(request.number)
         call_id = uuid.uuid4()
+        channel = {"channel": request.channel}
+        emergency = emergency_number(request.number, region=self.default_region, dial_prefix=self.dial_prefix)
+        if emergency is not None:
+            # Not an attempt of any campaign (recorded False): no cap counts it.
+            facts = CallFacts(request.number, emergency, campaign_name, None, now)
+            decision = evaluate(facts, None)
+            return GateDecision(call_id, emergency, campaign_name, decision, "", now, False, extra=channel)
+        number = self.parse(request.number)
         if isinstance(number, InvalidNumber):
             facts = CallFacts(request.number, number, campaign_name, None, now)
             return GateDecision(call_id, number, campaign_name, evaluate(facts, None), "", now, False)
+        lead = parse_lead_state(request.lead_subdivision, number)
+        if isinstance(lead, InvalidLeadState):
+            # The state's rules cannot be chosen: judging without them is what a dropped state did.
+            decision = Decision(Verdict.BLOCK, (check_number(number), check_lead_state(lead)))
+            return GateDecision(call_id, number, campaign_name, decision, "", now, False, extra=channel)
+        request = dataclasses.replace(request, lead_subdivision=lead)  # "FL" -> "US-FL", as the packs name it
         rules = self.rulebook.rules_for(number, lead_subdivision=request.lead_subdivision)
         return _Call(call_id, request, number, campaign_name, rules, now)
 
@@ -489,13 +516,17 @@ class Gate:
         )
 
     async def _store_invalid(self, result: GateDecision) -> GateDecision:
-        """An unparsable number is blocked whatever happens; it is stored when the database allows."""
+        """A decision made without facts (an unparsable number or lead state, an emergency number) stands
+        whatever happens; it is stored when the database allows."""
         try:
             async with asyncio.timeout(self.fact_timeout), connection(self.pool) as conn:
                 await self._insert(conn, result)
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning(
-                "could not store decision %s (invalid number): %s", result.call_id, describe_failure(exc)
+                "could not store decision %s (%s): %s",
+                result.call_id,
+                result.decision.codes,
+                describe_failure(exc),
             )
             return dataclasses.replace(result, stored=False)
         return result

@@ -200,3 +200,188 @@ def zones_for_subdivision(subdivision: str) -> tuple[str, ...]:
     """Time zones a US state or Canadian province spans (``US-TX`` → Chicago, Denver); () if unknown."""
     zones: dict[str, list[str]] = _nanp()["zones"]  # type: ignore[assignment]
     return tuple(zones.get(subdivision.upper(), ()))
+
+
+# ---------------------------------------------------------------- the lead's own state
+
+_ISO_SUBDIVISION = re.compile(r"([A-Za-z]{2})-([A-Za-z0-9]{1,3})")
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLeadState:
+    """A lead state the number's country does not make a state or province of; ``reason`` is one line."""
+
+    raw: str
+    country: str  # the number's region
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Subdivisions:
+    """One country's states or provinces: every accepted spelling (casefolded) to its code."""
+
+    codes: tuple[str, ...]
+    names: dict[str, tuple[str, ...]]  # code -> its names, as the data writes them
+    spellings: dict[str, str]
+
+
+@cache
+def _subdivisions(region: str) -> _Subdivisions:
+    """A country's subdivisions as the ``holidays`` package lists them (ISO 3166-2 codes and their
+    names, in English and the country's languages): the data the packs' holiday calendars use too."""
+    import holidays  # the policy loads it anyway; numbers.py stays light for the CLI's other commands
+
+    try:
+        calendar = holidays.country_holidays(region)
+    except NotImplementedError:  # a country it has no calendar for, or "001" (non-geographic)
+        return _Subdivisions((), {}, {})
+    codes = tuple(sorted(str(c) for c in calendar.subdivisions))
+    names = {code: tuple(calendar.get_subdivision_aliases().get(code, ())) for code in codes}
+    spellings: dict[str, str] = {}
+    for code in codes:
+        for spelling in (code, f"{region}-{code}", *names[code]):
+            key = " ".join(spelling.split()).casefold()
+            # A spelling two subdivisions share names neither: a guess is what this parser refuses to make.
+            spellings[key] = code if spellings.get(key, code) == code else ""
+    return _Subdivisions(codes, names, {k: v for k, v in spellings.items() if v})
+
+
+def parse_lead_state(raw: str | None, number: NumberFacts) -> str | InvalidLeadState | None:
+    """The lead's own state or province as the rule packs name it (``US-FL``), read against the number.
+
+    Accepted, in any case and with blanks around: the code (``FL``), the ISO 3166-2 code (``US-FL``) and
+    the name (``Florida``) of a subdivision of the number's country — a US number's states, a Canadian
+    number's provinces, a Polish number's voivodeships (``PL-14``, ``14``, ``Mazowieckie``). The ISO
+    form may also name a subdivision of another country of the number's numbering plan (a +1 number's
+    lead may live in ``CA-ON``). Nothing else is guessed: an unknown value is an :class:`InvalidLeadState`.
+    Blank or None: no lead state (None).
+
+    >>> ny = parse_number("+1 212 555 0142")
+    >>> [parse_lead_state(s, ny) for s in ("FL", " us-fl ", "florida")]
+    ['US-FL', 'US-FL', 'US-FL']
+    >>> print(parse_lead_state("US-XX", ny).reason)  # doctest: +NORMALIZE_WHITESPACE
+    lead state 'US-XX' is not a state or province of US: write its code (NY),
+    its ISO 3166-2 code (US-NY) or its name (New York)
+    """
+    if raw is None or not raw.strip():
+        return None
+    text = " ".join(raw.split())
+    region = number.region
+    if (code := _subdivisions(region).spellings.get(text.casefold())) is not None:
+        return f"{region}-{code}"
+    if (iso := _ISO_SUBDIVISION.fullmatch(text)) is not None:
+        country, code = iso.group(1).upper(), iso.group(2).upper()
+        same_plan = phonenumbers.region_codes_for_country_code(number.country_code)
+        if country in same_plan and code in _subdivisions(country).codes:
+            return f"{country}-{code}"
+    return InvalidLeadState(raw, region, _lead_state_error(raw, number))
+
+
+def _lead_state_error(raw: str, number: NumberFacts) -> str:
+    region = number.region
+    known = _subdivisions(region)
+    if not known.codes:
+        return f"lead state {raw!r}: no states or provinces are known for a {region} number; leave it out"
+    own = (number.subdivision or "").removeprefix(f"{region}-")
+    example = own if own in known.codes else known.codes[0]
+    forms = f"its code ({example}), its ISO 3166-2 code ({region}-{example})"
+    if names := known.names[example]:
+        forms += f" or its name ({names[0]})"
+    return f"lead state {raw!r} is not a state or province of {region}: write {forms}"
+
+
+# ---------------------------------------------------------------- emergency and short service numbers
+
+# What asterisk-conf/extensions_dialguard.conf dials in [dialguard-emergency] before any check, and in
+# which countries each number reaches which service ("*": everywhere). The dialplan dials every one of
+# them whatever the site's country, so the gate treats them alike: the countries name the service in a
+# decision's evidence and say which "+<country code><number>" forms are meant (+1911, +44999).
+# tests/unit/test_emergency_numbers.py reads the dialplan and holds the two lists equal.
+EMERGENCY_NUMBERS: dict[str, dict[str, str]] = {
+    "112": {"*": "emergency (GSM, EU and most of the world)"},
+    "911": {"US": "emergency", "CA": "emergency"},
+    "933": {"US": "911 address test"},
+    "988": {"US": "988 Suicide and Crisis Lifeline", "CA": "9-8-8 Suicide Crisis Helpline"},
+    "999": {"GB": "emergency", "PL": "ambulance"},
+    "997": {"PL": "police"},
+    "998": {"PL": "fire service"},
+    "101": {"RU": "fire service", "GB": "police (non-emergency)"},
+    "102": {"RU": "police"},
+    "103": {"RU": "ambulance"},
+    "104": {"RU": "gas emergency"},
+    "110": {"CN": "police", "DE": "police"},
+    "119": {"CN": "fire service", "JP": "fire service and ambulance", "KR": "fire service and ambulance"},
+    "120": {"CN": "ambulance"},
+    "122": {"CN": "traffic accidents"},
+    "111": {"GB": "NHS 111", "NZ": "emergency"},
+    "000": {"AU": "emergency"},
+}
+_SEPARATORS = re.compile(r"[\s().\-/]")
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyNumber:
+    """An emergency or short service number: never blocked, never dialled by a campaign."""
+
+    raw: str  # as dialled: "9911", "+1 911"
+    digits: str  # as the service is dialled: "911" (no outside-line prefix, no country code)
+    service: str  # "US: emergency", or every country's when the site's is not among them
+    countries: tuple[str, ...]  # where the number reaches a service; ("*",) for everywhere
+
+
+def emergency_number(raw: str, *, region: str = "US", dial_prefix: str = "9") -> EmergencyNumber | None:
+    """The emergency or short service number ``raw`` dials, or None.
+
+    Exactly the dialplan's numbers (``911``), with the outside-line ``dial_prefix`` (``9911``), or
+    after a + and the country code of a country where the number reaches a service (``+1911``,
+    ``+44999``; ``+1999`` is no emergency number). Blanks, dashes, dots and parentheses are ignored.
+    ``region`` (the site's) only chooses which service the evidence names.
+
+    >>> emergency_number("9-911").digits
+    '911'
+    >>> emergency_number("+1 911").service
+    'US: emergency'
+    >>> emergency_number("411") is None, emergency_number("+1999") is None
+    (True, True)
+    """
+    text = _SEPARATORS.sub("", raw)
+    if len(text) > 8:  # "+" and a three-digit country code, then four digits: longer is a phone number
+        return None
+    if text.startswith("+"):
+        return _international_emergency(raw, text[1:])
+    digits = text
+    if digits not in EMERGENCY_NUMBERS and dial_prefix and digits.startswith(dial_prefix):
+        digits = digits[len(dial_prefix) :]
+    if digits not in EMERGENCY_NUMBERS:
+        return None
+    return _emergency(raw, digits, region.upper())
+
+
+def is_emergency(raw: str, *, region: str = "US", dial_prefix: str = "9") -> bool:
+    """Whether ``raw`` dials an emergency or short service number (see :func:`emergency_number`):
+    what a dialer must never originate."""
+    return emergency_number(raw, region=region, dial_prefix=dial_prefix) is not None
+
+
+def _international_emergency(raw: str, digits: str) -> EmergencyNumber | None:
+    for length in (1, 2, 3):
+        code, rest = digits[:length], digits[length:]
+        if rest not in EMERGENCY_NUMBERS or not code.isdigit() or code.startswith("0"):
+            continue
+        services = EMERGENCY_NUMBERS[rest]
+        plan = phonenumbers.region_codes_for_country_code(int(code))
+        meant = [r for r in plan if r in services]
+        if meant or ("*" in services and plan):
+            return _emergency(raw, rest, meant[0] if meant else "*")
+    return None
+
+
+def _emergency(raw: str, digits: str, region: str) -> EmergencyNumber:
+    services = EMERGENCY_NUMBERS[digits]
+    if region in services and region != "*":
+        service = f"{region}: {services[region]}"
+    elif "*" in services:
+        service = services["*"]
+    else:
+        service = "; ".join(f"{country}: {what}" for country, what in services.items())
+    return EmergencyNumber(raw, digits, service, tuple(services))

@@ -11,6 +11,10 @@ Whatever a row holds, a reader finds the fresh verdict under ``dialguard_verdict
   anyone's guess. It is written BLOCK with empty reasons and ``dialguard_row_error`` saying why, fitted
   to the header's width (cells past it are left out, so none can sit under a verdict heading), and
   counted in the summary as ``not_judged``.
+- A row whose lead state the gate cannot read for its number (``US-XX``, ``Narnia``; ``FL``,
+  ``US-FL`` and ``Florida`` are read alike, numbers.parse_lead_state) is not judged either: judging it
+  without that state's rules would be the very mistake. So is an emergency or short service number
+  (``911``): it is no lead, and a campaign never dials it. Both are written BLOCK with the row error.
 - A file scrubbed before (its header already has ``dialguard_*`` columns, in any case) gets those
   columns overwritten in place, not a second set beside them: each holds the fresh answer.
 """
@@ -24,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from dialguard.gate import CheckRequest, Gate
+from dialguard.policy.model import Decision
 
 NUMBER_COLUMNS = ("number", "phone", "phone_number", "telephone")
 STATE_COLUMNS = ("lead_state", "state")
@@ -43,7 +48,7 @@ class ScrubError(Exception):
 @dataclass(slots=True)
 class ScrubSummary:
     by_reason: Counter[str] = field(default_factory=Counter)  # "ok" is an allowed row
-    not_judged: int = 0  # ragged rows: written BLOCK with a row error
+    not_judged: int = 0  # ragged rows, unreadable lead states, emergency numbers: BLOCK with a row error
 
     @property
     def rows(self) -> int:
@@ -129,11 +134,17 @@ def _cell(row: list[str], at: int | None) -> str:
     return row[at] if at is not None else ""  # judged rows have the header's width
 
 
-def _state(value: str) -> str | None:
-    value = value.strip().upper()
-    if not value:
-        return None
-    return value if "-" in value else f"US-{value}"  # a bare "TX" in a US lead list
+def _not_a_lead(decision: Decision) -> str | None:
+    """Why a row the gate answered is still not judged: its lead state, or an emergency number."""
+    for reason in decision.reasons:
+        if reason.code == "lead_state.invalid":
+            return f"{reason.detail['why']}; not judged"
+        if reason.code == "number.emergency":
+            return (
+                f"{reason.detail['dialled']!r} is an emergency or short service number "
+                f"({reason.detail['service']}): not a lead, never dialled by a campaign"
+            )
+    return None
 
 
 def _ragged(cells: int, width: int) -> str:
@@ -210,7 +221,7 @@ class Scrubber:
                 number=row[number_at],
                 campaign=self.campaign,
                 at=at,
-                lead_subdivision=_state(_cell(row, state_at)),
+                lead_subdivision=_cell(row, state_at),  # the gate reads it, as every entry point's
                 channel="scrub",
                 keep=False,
             )
@@ -224,5 +235,9 @@ class Scrubber:
                 await each(Scrubbed(layout, cells, "BLOCK", "", (), None, _ragged(len(row), width)))
                 continue
             d = next(results).decision
+            if (error := _not_a_lead(d)) is not None:
+                summary.not_judged += 1
+                await each(Scrubbed(layout, row, "BLOCK", "", (), None, error))
+                continue
             summary.by_reason[d.reason] += 1
             await each(Scrubbed(layout, row, str(d.verdict), d.reason, d.codes, d.next_callable_at, None))

@@ -1,6 +1,8 @@
 """FastAGI routes: turn a gate decision into channel variables. No rules are decided here.
 
 ``AGI(agi://GATE:4573/check,NUMBER,CAMPAIGN[,LEAD_STATE])``; NUMBER defaults to the extension dialled.
+LEAD_STATE is read by the gate as every entry point reads it (``FL``, ``US-FL``, ``Florida``); one it
+cannot read blocks the call with ``lead_state.invalid``, since no error can be returned to a dialplan.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dialguard.asterisk.agi_server import AgiSession, Handler
 from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute
 from dialguard.gate import CheckRequest, Gate
 from dialguard.language import language_for
-from dialguard.numbers import NumberFacts
+from dialguard.numbers import InvalidNumber, NumberFacts
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ class CheckRoute:
         region = result.number.region if isinstance(result.number, NumberFacts) else None
         variables = {
             "DIALGUARD_CALL_ID": str(result.call_id),
-            "DIALGUARD_NUMBER": result.number_text if isinstance(result.number, NumberFacts) else "",
+            # E.164; for an emergency number the digits the service is dialled as (911, not 9911).
+            "DIALGUARD_NUMBER": "" if isinstance(result.number, InvalidNumber) else result.number_text,
             "DIALGUARD_REASONS": ",".join(decision.codes),
             "DIALGUARD_REASON": decision.reason,
             "DIALGUARD_LANG": language_for(region),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
-from dialguard.numbers import InvalidNumber, NumberFacts
+from dialguard.numbers import EmergencyNumber, InvalidLeadState, InvalidNumber, NumberFacts
 from dialguard.policy.model import (
     CallFacts,
     ConsentRecord,
@@ -26,9 +26,21 @@ def _iso(dt: object) -> str | None:
     return dt.isoformat() if dt is not None else None  # type: ignore[attr-defined]  # date or datetime
 
 
-def check_number(number: NumberFacts | InvalidNumber) -> Reason:
+def check_number(number: NumberFacts | InvalidNumber | EmergencyNumber) -> Reason:
     if isinstance(number, InvalidNumber):
         return Reason("number.invalid", False, {"input": number.raw, "why": number.reason})
+    if isinstance(number, EmergencyNumber):
+        # Passed: an emergency call is never blocked (DESIGN, "Failure and security").
+        return Reason(
+            "number.emergency",
+            True,
+            {
+                "service": number.service,
+                "dialled": number.raw,
+                "digits": number.digits,
+                "countries": list(number.countries),
+            },
+        )
     return Reason(
         "number.ok",
         True,
@@ -38,6 +50,14 @@ def check_number(number: NumberFacts | InvalidNumber) -> Reason:
             "subdivision": number.subdivision,
             "line_type": str(number.line_type),
         },
+    )
+
+
+def check_lead_state(lead: InvalidLeadState) -> Reason:
+    """A lead state that names no state or province of the number's country: its rules cannot be
+    chosen, so the call is not judged (a silently dropped state would skip that state's rules)."""
+    return Reason(
+        "lead_state.invalid", False, {"value": lead.raw, "country": lead.country, "why": lead.reason}
     )
 
 

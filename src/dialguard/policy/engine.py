@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from dialguard.numbers import InvalidNumber
+from dialguard.numbers import EmergencyNumber, InvalidNumber
 from dialguard.policy.checks import check_campaign, check_consent, check_dnc, check_number
 from dialguard.policy.emergency import check_emergency
 from dialguard.policy.frequency import check_frequency
@@ -22,8 +22,11 @@ STRICTEST_PURPOSE = Purpose.MARKETING
 
 
 def evaluate(facts: CallFacts, rules: EffectiveRules | None) -> Decision:
-    """Judge one call. ``rules`` may be None only for an invalid number (nothing else can be judged)."""
+    """Judge one call. ``rules`` may be None only for an invalid or an emergency number (nothing else is
+    judged: an emergency number is allowed whatever the facts, an invalid one blocked)."""
     number_reason = check_number(facts.number)
+    if isinstance(facts.number, EmergencyNumber):
+        return Decision(Verdict.ALLOW, (number_reason,))
     if isinstance(facts.number, InvalidNumber) or rules is None:
         return Decision(Verdict.BLOCK, (number_reason,))
     purpose = facts.campaign.purpose if facts.campaign else STRICTEST_PURPOSE

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import TypeAlias
 
-from dialguard.numbers import InvalidNumber, NumberFacts
+from dialguard.numbers import EmergencyNumber, InvalidNumber, NumberFacts
 
 # Sequence and Mapping (not list and dict) so that a list[str] is a JsonValue too: they are covariant.
 JsonValue: TypeAlias = str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
@@ -154,7 +154,7 @@ class CallFacts:
     """Everything the policy may know about one call. Gathered by the gate, judged by the engine."""
 
     raw_number: str
-    number: NumberFacts | InvalidNumber
+    number: NumberFacts | InvalidNumber | EmergencyNumber
     campaign_name: str
     campaign: Campaign | None  # None: no such campaign
     now: datetime  # timezone-aware

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from dialguard.dnc_files import FileFormat, WrongFormat
 from dialguard.gate import CheckRequest, Gate
-from dialguard.numbers import InvalidNumber, parse_wildcard
+from dialguard.numbers import InvalidLeadState, InvalidNumber, NumberFacts, parse_lead_state, parse_wildcard
 from dialguard.policy.model import INTERNAL, Purpose, is_company_list
 from dialguard.rules.loader import CONSENT_KINDS
 from dialguard.scrub import Layout, Scrubbed, Scrubber, ScrubError
@@ -140,8 +140,25 @@ CHECK_BODY = (
     Field("campaign"),
     Field("at", instant=True, doc="judge at this instant (a dry run)"),
     Field("record", bool, doc="true: the call will be placed, so it counts as an attempt"),
-    Field("lead_state", doc="the lead's own state, e.g. US-TX (both must allow)"),
+    Field(
+        "lead_state",
+        doc="the lead's own state or province: FL, US-FL or Florida (both it and the number's must allow); "
+        "one unknown for the number's country is refused (422 invalid_lead_state)",
+    ),
 )
+
+
+def _lead_state(request: web.Request, number: str, state: str | None) -> str | None:
+    """The lead state read as the gate reads it, by the number's country; 422 if it cannot be. An
+    unparsable number leaves it to the gate, whose verdict on the number does not depend on it."""
+    parsed = request.app[GATE_KEY].parse(number)
+    if state is None or not isinstance(parsed, NumberFacts):
+        return state
+    lead = parse_lead_state(state, parsed)
+    if isinstance(lead, InvalidLeadState):
+        details = {"field": "lead_state", "value": state, "country": lead.country}
+        raise ApiError(422, "invalid_lead_state", lead.reason, details)
+    return lead
 
 
 async def post_check(request: web.Request) -> web.Response:
@@ -153,7 +170,7 @@ async def post_check(request: web.Request) -> web.Response:
             number=body["number"],
             campaign=body.get("campaign"),
             record=body.get("record", False),
-            lead_subdivision=body.get("lead_state"),
+            lead_subdivision=_lead_state(request, body["number"], body.get("lead_state")),
             at=body.get("at"),
             channel=f"http:{caller(request)}",
         )
