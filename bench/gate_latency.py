@@ -50,7 +50,7 @@ NUMBERS = [f"+1212{n:07d}" for n in range(5_550_000, 5_560_000)]
 # ---------------------------------------------------------------- the two servers (run as subprocesses)
 
 
-async def serve_gate(dsn: str, rules: str, roaming: str = "off") -> None:
+async def serve_gate(dsn: str, rules: str, roaming: str = "off", backlog: int = 1024) -> None:
     import aiohttp
     from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
     from tests.fakes.rules import simple_rulebook
@@ -78,7 +78,7 @@ async def serve_gate(dsn: str, rules: str, roaming: str = "off") -> None:
         ttl = 3600.0 if roaming == "warm" else 0.0
         service = RoamingService(pool=pool, provider=provider, clock=system_clock, ttl=ttl, concurrency=200)
     gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US", roaming=service)
-    server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
+    server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0, backlog=backlog)
     await server.start()
     print(server.port, flush=True)
     await asyncio.Event().wait()
@@ -176,9 +176,12 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def spawn(kind: str, dsn: str, rules: str, roaming: str = "off") -> tuple[subprocess.Popen[str], int]:
+def spawn(
+    kind: str, dsn: str, rules: str, roaming: str = "off", backlog: int = 1024
+) -> tuple[subprocess.Popen[str], int]:
+    command = [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules, "--hlr", roaming]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules, "--hlr", roaming],
+        [*command, "--backlog", str(backlog)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -295,9 +298,10 @@ def main() -> None:
     parser.add_argument("--serve", choices=["gate", "baseline", "baseline7"], help=argparse.SUPPRESS)
     parser.add_argument("--hlr", choices=["off", "warm", "cold"], default="off", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--backlog", type=int, default=1024, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "gate":
-        asyncio.run(serve_gate(args.dsn, args.rules, args.hlr))
+        asyncio.run(serve_gate(args.dsn, args.rules, args.hlr, args.backlog))
     elif args.serve == "baseline":
         asyncio.run(serve_baseline(args.dsn, 1))
     elif args.serve == "baseline7":

@@ -121,6 +121,7 @@ async def _run(
         read_timeout=settings.agi.read_timeout,
         session_timeout=settings.agi.session_timeout,
         max_line_bytes=settings.agi.max_line_bytes,
+        backlog=settings.agi.backlog,
     )
     runner = web.AppRunner(
         create_app(settings=settings, pool=pool, gate=gate), access_log_class=PathOnlyAccessLogger

@@ -58,6 +58,8 @@ class AgiSettings:
     read_timeout: float = 5.0
     session_timeout: float = 120.0
     max_line_bytes: int = 8192
+    # Listen backlog: connections the kernel holds until accepted (capped by net.core.somaxconn).
+    backlog: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,8 @@ def _validate(s: Settings) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
+    if s.agi.backlog < 1:
+        raise ConfigError("agi.backlog: must be at least 1")
     if s.database.pool_size < 1:
         raise ConfigError("database.pool_size: must be at least 1")
     if len(s.numbers.default_region) != 2 or not s.numbers.default_region.isalpha():

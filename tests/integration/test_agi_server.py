@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -11,7 +14,7 @@ import asyncpg
 import pytest
 
 from dialguard.asterisk.agi_routes import agi_routes
-from dialguard.asterisk.agi_server import AgiServer, AgiSession, Handler
+from dialguard.asterisk.agi_server import AgiServer, AgiSession, Handler, somaxconn
 from dialguard.clock import fixed_clock
 from dialguard.gate import Gate
 from dialguard.policy.model import Purpose
@@ -435,3 +438,36 @@ async def test_many_concurrent_sessions(pool: asyncpg.Pool, start_server: Server
     assert all(r.variables["DIALGUARD_VERDICT"] == "BLOCK" for r in runs)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM decisions") == 40
+
+
+def listen_backlog(port: int) -> int:
+    """The listening socket's backlog as the kernel holds it: ``ss`` shows it as Send-Q."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (iproute2) to read a listening socket's backlog")
+    out = subprocess.run(
+        [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[2])  # State Recv-Q Send-Q Local Peer
+
+
+async def test_the_listen_backlog_is_the_configured_one_not_asyncios_100(
+    start_server: ServerFactory,
+) -> None:
+    cap = somaxconn()
+    assert cap is not None and cap >= 1024, "this test needs net.core.somaxconn >= 1024"
+    default = await start_server({})
+    assert listen_backlog(default.port) == 1024
+    chosen = await start_server({}, backlog=300)
+    assert listen_backlog(chosen.port) == 300
+
+
+async def test_a_backlog_above_somaxconn_is_capped_by_the_kernel_and_says_so(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = somaxconn()
+    assert cap is not None
+    with caplog.at_level(logging.WARNING, logger="dialguard.asterisk.agi_server"):
+        server = await start_server({}, backlog=cap + 1)
+    assert listen_backlog(server.port) == cap
+    assert any("net.core.somaxconn" in r.getMessage() for r in caplog.records)

@@ -73,3 +73,11 @@ def test_secrets_never_show() -> None:
 
 def test_foreign_dialguard_variables_are_ignored() -> None:
     assert load_settings(env={"DIALGUARD_TEST_DSN": "postgresql://x"}).database.dsn is None
+
+
+def test_agi_backlog_defaults_high_and_is_configurable() -> None:
+    # asyncio's default of 100 overflowed in a 600-call burst; the key makes it the admin's choice.
+    assert load_settings(env={}).agi.backlog == 1024
+    assert load_settings(env={"DIALGUARD_AGI_BACKLOG": "4096"}).agi.backlog == 4096
+    with pytest.raises(ConfigError, match=r"agi\.backlog"):
+        load_settings(env={"DIALGUARD_AGI_BACKLOG": "0"})
