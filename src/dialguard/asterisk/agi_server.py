@@ -30,6 +30,7 @@ from dialguard.asterisk.agi_protocol import (
     Reply,
     digit_of,
     encode_command,
+    mset_data,
 )
 
 # Routes catch these from here; they are protocol facts, so they live in agi_protocol.
@@ -152,6 +153,12 @@ class AgiSession:
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.execute("SET VARIABLE", name, value)
+
+    async def set_variables(self, variables: Mapping[str, str]) -> None:
+        """Set several variables in one round trip: ``EXEC MSet`` (see agi_protocol.mset_data)."""
+        reply = await self.execute("EXEC", "MSet", mset_data(variables))
+        if reply.result != "0":  # MSet answers 0; -2: no such application (pbx_findapp failed)
+            raise AgiCommandError("EXEC MSet", reply)
 
     async def get_variable(self, name: str) -> str | None:
         reply = await self.execute("GET VARIABLE", name)
