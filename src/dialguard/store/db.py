@@ -62,7 +62,7 @@ async def connection(pool: Pool, *, within: float | None = None) -> AsyncIterato
         raise StoreUnavailable(describe_failure(exc)) from exc
 
 
-class PooledConnection(asyncpg.Connection):  # type: ignore[type-arg]  # asyncpg's generic is its Record
+class PooledConnection(asyncpg.Connection):
     """A pooled connection released without asyncpg's reset query.
 
     asyncpg sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`` on every
