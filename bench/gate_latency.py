@@ -1,10 +1,11 @@
 """FastAGI ``check`` latency: the real gate against a bare baseline, side by side in one run.
 
-Both servers run in their own process against the same PostgreSQL; the load comes from fake-Asterisk
-sessions (the one in tests/fakes, which speaks FastAGI as res_agi.c does) from this process.
+Every server runs in its own process against the same PostgreSQL; the load comes from fake-Asterisk
+sessions (the one in tests/fakes, which speaks FastAGI as res_agi.c does) from a load-generator process
+of its own, started for each batch; its CPU share (of one core) is printed per row.
 
 - gate:     dialguard's AgiServer + check route: parse, rules, one fact query, policy, one INSERT
-            of the decision and attempt, seven SET VARIABLEs.
+            of the decision and attempt, one EXEC MSet and the verdict's SET VARIABLE.
 - gate, 1 window: the same gate judging by a one-window rule table: the rule packs' own cost.
 - baseline: a bare asyncio FastAGI server: read the environment, one indexed asyncpg lookup,
             one SET VARIABLE. What any FastAGI service must at least do.
@@ -16,6 +17,7 @@ that visit the servers in turn.
     .venv/bin/python bench/gate_latency.py [--sessions 2000] [--rounds 5] [--concurrency 1,50,200]
                                            [--rules packs|small]
                                            [--roaming]   (adds gates asking an HLR: warm cache, cold cache)
+                                           [--also-without mset,reset]   (gates with an issue-15 lever undone)
 
 Database: $DIALGUARD_TEST_DSN (a server; a scratch database is created and dropped), else the
 embedded PostgreSQL in a temporary directory.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import subprocess
@@ -50,7 +53,9 @@ NUMBERS = [f"+1212{n:07d}" for n in range(5_550_000, 5_560_000)]
 # ---------------------------------------------------------------- the two servers (run as subprocesses)
 
 
-async def serve_gate(dsn: str, rules: str, roaming: str = "off") -> None:
+async def serve_gate(
+    dsn: str, rules: str, roaming: str = "off", backlog: int = 1024, without: frozenset[str] = frozenset()
+) -> None:
     import aiohttp
     from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
     from tests.fakes.rules import simple_rulebook
@@ -63,6 +68,18 @@ async def serve_gate(dsn: str, rules: str, roaming: str = "off") -> None:
     from dialguard.hlr.service import RoamingService
     from dialguard.rules.loader import load_rulebook
 
+    if "reset" in without:  # lever 3 undone: asyncpg's reset query on every release
+        from dialguard.store.db import PooledConnection
+
+        PooledConnection.get_reset_query = asyncpg.Connection.get_reset_query  # type: ignore[method-assign]
+    if "mset" in without:  # issue 15's lever 2 undone: one SET VARIABLE per variable, as before
+        from dialguard.asterisk.agi_server import AgiSession
+
+        async def one_by_one(self: AgiSession, variables: dict[str, str]) -> None:
+            for name, value in variables.items():
+                await self.set_variable(name, value)
+
+        AgiSession.set_variables = one_by_one  # type: ignore[assignment,method-assign]
     pool = await create_pool(dsn, size=10)
     rulebook = load_rulebook() if rules == "packs" else simple_rulebook()
     service = None
@@ -78,7 +95,7 @@ async def serve_gate(dsn: str, rules: str, roaming: str = "off") -> None:
         ttl = 3600.0 if roaming == "warm" else 0.0
         service = RoamingService(pool=pool, provider=provider, clock=system_clock, ttl=ttl, concurrency=200)
     gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US", roaming=service)
-    server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
+    server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0, backlog=backlog)
     await server.start()
     print(server.port, flush=True)
     await asyncio.Event().wait()
@@ -104,7 +121,7 @@ async def serve_baseline(dsn: str, variables: int) -> None:
         await reader.readline()
         writer.close()
 
-    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    server = await asyncio.start_server(session, "127.0.0.1", 0, backlog=1024)  # as the gate's
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 
@@ -112,9 +129,8 @@ async def serve_baseline(dsn: str, variables: int) -> None:
 # ---------------------------------------------------------------- the load
 
 
-async def load(
-    port: int, sessions: int, concurrency: int, campaign: str = "bench"
-) -> tuple[list[float], float]:
+async def generate(port: int, sessions: int, concurrency: int, campaign: str) -> None:
+    """The load generator, in a process of its own: prints latencies, wall time and its CPU as JSON."""
     asterisk = FakeAsterisk("127.0.0.1", port)
     latencies: list[float] = []
     queue = iter(range(sessions))
@@ -128,9 +144,30 @@ async def load(
             if "DIALGUARD_VERDICT" not in run.variables:
                 raise RuntimeError(f"session ended without a verdict: {run.replies[-3:]}")
 
+    cpu = time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    print(json.dumps({"latencies": latencies, "wall": wall, "cpu": time.process_time() - cpu}))
+
+
+LOAD_CPU: list[float] = []  # the load generator's CPU share (of one core) in each load() call
+
+
+async def load(
+    port: int, sessions: int, concurrency: int, campaign: str = "bench"
+) -> tuple[list[float], float]:
+    """Run the load generator's process against ``port``; (latencies, wall seconds)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--generate", str(port), str(sessions), str(concurrency), campaign,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({proc.returncode})")
+    figures = json.loads(out)
+    LOAD_CPU.append(figures["cpu"] / figures["wall"])
+    return figures["latencies"], figures["wall"]
 
 
 class Figures(NamedTuple):
@@ -176,9 +213,12 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def spawn(kind: str, dsn: str, rules: str, roaming: str = "off") -> tuple[subprocess.Popen[str], int]:
+def spawn(
+    kind: str, dsn: str, rules: str, roaming: str = "off", backlog: int = 1024, without: str = ""
+) -> tuple[subprocess.Popen[str], int]:
+    command = [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules, "--hlr", roaming]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules, "--hlr", roaming],
+        [*command, "--backlog", str(backlog), "--without-lever", without],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -210,6 +250,10 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             "baseline": (base_port, "bench"),
             "baseline+7 SETs": (base7_port, "bench"),
         }
+        for lever in args.also_without:
+            proc, port = spawn("gate", dsn, args.rules, without=lever)
+            procs.append(proc)
+            servers[f"gate -{lever}"] = (port, "bench")
         if args.roaming:
             warm, warm_port = spawn("gate", dsn, args.rules, "warm")
             cold, cold_port = spawn("gate", dsn, args.rules, "cold")
@@ -218,6 +262,7 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             servers["gate, HLR cold"] = (cold_port, "bench_hlr")
         for port, campaign in servers.values():
             await load(port, 200, 20, campaign)  # warm up: connections, prepared statements, caches
+        LOAD_CPU.clear()
         print(
             f"FastAGI check, {args.sessions} sessions per row in {args.rounds} interleaved rounds, "
             f"{DNC_ROWS:,} DNC rows, rules: {args.rules}"
@@ -250,12 +295,16 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
                 for name, lat in latencies.items()
             }
             bare = figures["baseline"]
+            print(f"{'':<16} {n:>4} load generator CPU: median {statistics.median(LOAD_CPU):.0%} of a core")
+            LOAD_CPU.clear()
             for name, f in figures.items():
                 print(
                     f"{name:<16} {n:>4} {f.p50 * 1000:>7.2f}ms {f.p99 * 1000:>7.2f}ms "
                     f"{f.p99_round * 1000:>7.2f}ms {f.rate:>9.0f} {f.p99 / bare.p99:>11.2f}x "
                     f"{f.rate / bare.rate:>12.2f}x"
                 )
+            for lever in args.also_without:
+                print(f"{'':<16} {n:>4} gate vs gate -{lever}: {compare(figures, 'gate', f'gate -{lever}')}")
             rules_cost = compare(figures, "gate", "gate, 1 window")
             print(f"{'':<16} {n:>4} rules ({args.rules}) vs one window: {rules_cost}")
             if args.roaming:
@@ -295,9 +344,22 @@ def main() -> None:
     parser.add_argument("--serve", choices=["gate", "baseline", "baseline7"], help=argparse.SUPPRESS)
     parser.add_argument("--hlr", choices=["off", "warm", "cold"], default="off", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--backlog", type=int, default=1024, help=argparse.SUPPRESS)
+    parser.add_argument("--without-lever", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--generate", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--also-without",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=[],
+        help="add gates with one of issue 15's levers undone, each its own row: mset, reset, facts",
+    )
     args = parser.parse_args()
     if args.serve == "gate":
-        asyncio.run(serve_gate(args.dsn, args.rules, args.hlr))
+        without = frozenset(x for x in args.without_lever.split(",") if x)
+        asyncio.run(serve_gate(args.dsn, args.rules, args.hlr, args.backlog, without))
+    elif args.generate:
+        port, sessions, concurrency, campaign = args.generate
+        asyncio.run(generate(int(port), int(sessions), int(concurrency), campaign))
     elif args.serve == "baseline":
         asyncio.run(serve_baseline(args.dsn, 1))
     elif args.serve == "baseline7":

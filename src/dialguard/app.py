@@ -142,6 +142,7 @@ async def _run(
         read_timeout=settings.agi.read_timeout,
         session_timeout=settings.agi.session_timeout,
         max_line_bytes=settings.agi.max_line_bytes,
+        backlog=settings.agi.backlog,
     )
     tasks = Supervisor(expected=(StoreUnavailable,))  # a database outage is no surprise
     runner = web.AppRunner(

@@ -77,6 +77,8 @@ class AgiSettings:
     read_timeout: float = 5.0
     session_timeout: float = 120.0
     max_line_bytes: int = 8192
+    # Listen backlog: connections the kernel holds until accepted (capped by net.core.somaxconn).
+    backlog: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +338,8 @@ def _validate(s: Settings) -> None:
             f"gate.loop_stall_limit: at least {MIN_LOOP_STALL_LIMIT:g} seconds (the loop beats every "
             f"half second), or 0 to turn the loop watchdog off; not {s.gate.loop_stall_limit}"
         )
+    if s.agi.backlog < 1:
+        raise ConfigError("agi.backlog: must be at least 1")
     if s.database.pool_size < 1:
         raise ConfigError("database.pool_size: must be at least 1")
     if s.database.admin_pool_size < 1:

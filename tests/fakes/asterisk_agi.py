@@ -8,6 +8,10 @@ Faithful to the source where it matters to us:
   dead-safe commands run (``GET/SET VARIABLE``, ``EXEC``, ``VERBOSE``, ``NOOP``, ``DATABASE *``)
   and every other one is answered ``511``.
 - ``parse_args``: words split on blanks, ``"`` toggles quoting, ``\\`` escapes the next character.
+- ``EXEC``: ``handle_exec`` runs the application named by word 2 with word 3 alone as its data and
+  answers ``200 result=<what it returned>`` (``-2`` when there is no such application); the fake runs
+  ``MSet`` (``pbx_builtin_setvar_multiple``) with app.c's ``__ast_app_separate_args`` ported below;
+  other applications do nothing and answer ``200 result=0``. AGIEXECFULL is taken to be unset.
 - Replies: ``200 result=...`` per handler, ``510`` for an unknown command, a ``520-`` usage block.
   ``GOSUB`` (``apps/app_stack.c``, ``handle_gosub``) sends ``100 result=0 Trying...`` before the routine
   runs and ``200 result=0 Gosub complete`` after it.
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 ASTDATADIR = "/var/lib/asterisk"  # ast_config_AST_DATA_DIR, as a default install has it
@@ -88,6 +92,65 @@ def parse_args(line: str) -> list[str]:
     return _parse_args_slow(line)
 
 
+def separate_args(buf: str, delim: str, *, remove_chars: bool, arraylen: int) -> list[str]:
+    """main/app.c ``__ast_app_separate_args``, step for step: what ``AST_STANDARD_APP_ARGS`` (``,``) and
+    ``AST_NONSTANDARD_APP_ARGS`` give an application. ``(``/``)`` and ``[``/``]`` nest and ``"`` quotes
+    (removed when ``remove_chars``); ``\\`` is removed and the next character kept as it is. At most
+    ``arraylen - 1`` arguments are split; the rest of the buffer, untouched, is the last one."""
+    argv: list[str] = []
+    paren = bracket = 0
+    quote = False
+    i, n = 0, len(buf)
+    after_delim = False  # "(scan - 1) == wasdelim": the buffer ended right after a delimiter
+    while i < n and len(argv) < arraylen - 1:
+        cur: list[str] = []
+        after_delim = False
+        while i < n:
+            ch = buf[i]
+            if ch == "(":
+                paren += 1
+            elif ch == ")":
+                paren = max(paren - 1, 0)
+            elif ch == "[":
+                bracket += 1
+            elif ch == "]":
+                bracket = max(bracket - 1, 0)
+            elif ch == '"' and delim != '"':
+                quote = not quote
+                if remove_chars:
+                    i += 1
+                    continue
+            elif ch == "\\":
+                if i + 1 == n:
+                    # C removes it and then steps over the terminator: reads past the string's end.
+                    raise ValueError("a trailing backslash: Asterisk would read past the end of the data")
+                if not remove_chars:
+                    cur.append(ch)
+                cur.append(buf[i + 1])
+                i += 2
+                continue
+            elif ch == delim and not paren and not quote and not bracket:
+                i += 1
+                after_delim = True
+                break
+            cur.append(ch)
+            i += 1
+        argv.append("".join(cur))
+    if i < n or after_delim:
+        argv.append(buf[i:])
+    return argv
+
+
+def mset(data: str) -> list[tuple[str, str]]:
+    """main/pbx_variables.c ``pbx_builtin_setvar_multiple``: the (name, value) pairs MSet sets."""
+    pairs = []
+    for item in separate_args(data, ",", remove_chars=True, arraylen=99):
+        pair = separate_args(item, "=", remove_chars=True, arraylen=2)
+        if len(pair) == 2:  # "ignoring entry with no '='"
+            pairs.append((pair[0], pair[1]))
+    return pairs
+
+
 def _parse_args_slow(line: str) -> list[str]:
     argv: list[str] = []
     cur: list[str] | None = None
@@ -145,6 +208,10 @@ class Channel:
     hangup_in_prompt: int | None = None
     # Called as each prompt starts playing: the world may change while the callee listens.
     during_prompt: Callable[[], None] | None = None
+    # Awaited as each command arrives, before it runs (argv as parsed): a test looks at the world then.
+    on_command: Callable[[list[str]], Awaitable[None]] | None = None
+    # The link drops after this many commands were answered: a session cut short (the gate sees EOF).
+    cut_after: int | None = None
     # The dialplan GOSUB can run, by context: given the routine's arguments, what it sets GOSUB_RETVAL to.
     subroutines: dict[str, Callable[[list[str]], str]] = field(default_factory=dict)
 
@@ -249,7 +316,7 @@ class _Dialog:
             ("verbose",): self.verbose,
             ("answer",): lambda argv: ["200 result=0"],
             ("noop",): lambda argv: ["200 result=0"],
-            ("exec",): lambda argv: ["200 result=0"],
+            ("exec",): self.exec_,
             ("hangup",): self.hangup,
             ("stream", "file"): self.stream_file,
             ("get", "option"): self.get_option,
@@ -274,6 +341,8 @@ class _Dialog:
                 self.run.failure_line = text.rstrip("\n")
                 return
             await self.send(await self.handle(text.rstrip("\n")))
+            if self.channel.cut_after is not None and len(self.run.commands) >= self.channel.cut_after:
+                return
             if self.channel.hangup_after is not None and len(self.run.commands) >= self.channel.hangup_after:
                 self.needhup = self.needhup or not self.dead
 
@@ -291,6 +360,8 @@ class _Dialog:
     async def handle(self, text: str) -> list[str]:
         argv = parse_args(text)
         self.run.commands.append(argv)
+        if self.channel.on_command is not None:
+            await self.channel.on_command(argv)
         words = tuple(a.lower() for a in argv)
         match = next((k for k in LONGEST_FIRST if words[: len(k)] == k), None)
         if match is None:
@@ -317,6 +388,17 @@ class _Dialog:
             return self.usage(("set", "variable"))
         self.channel.variables[argv[2]] = argv[3]
         return ["200 result=1"]
+
+    def exec_(self, argv: list[str]) -> list[str]:
+        if len(argv) < 2:
+            return self.usage(("exec",))
+        data = argv[2] if len(argv) > 2 else ""
+        if argv[1].lower() == "mset":  # pbx_findapp is case-insensitive
+            if data:  # ast_strlen_zero: a warning, nothing set
+                for name, value in mset(data):
+                    self.channel.variables[name] = value
+            return ["200 result=0"]
+        return ["200 result=0"]
 
     def get_variable(self, argv: list[str]) -> list[str]:
         if len(argv) != 3:

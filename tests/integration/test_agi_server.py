@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -11,7 +14,7 @@ import asyncpg
 import pytest
 
 from dialguard.asterisk.agi_routes import agi_routes
-from dialguard.asterisk.agi_server import AgiServer, AgiSession, Handler
+from dialguard.asterisk.agi_server import AgiServer, AgiSession, Handler, somaxconn
 from dialguard.clock import fixed_clock
 from dialguard.gate import Gate
 from dialguard.policy.model import Purpose
@@ -145,7 +148,9 @@ async def test_hangup_mid_session_still_sets_the_verdict(
     """SET VARIABLE is dead-safe in res_agi: after HANGUP the dialplan's h extension can still read it."""
     server = await start_server(agi_routes(gate=gate_for(pool)))
     run = await FakeAsterisk("127.0.0.1", server.port).agi(
-        "check", PL_MOBILE, channel=Channel(hangup_after=2)
+        "check",
+        PL_MOBILE,
+        channel=Channel(hangup_after=1),  # after the MSet, before the verdict
     )
     assert run.status == "HANGUP"
     assert "HANGUP" in run.replies
@@ -435,3 +440,97 @@ async def test_many_concurrent_sessions(pool: asyncpg.Pool, start_server: Server
     assert all(r.variables["DIALGUARD_VERDICT"] == "BLOCK" for r in runs)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM decisions") == 40
+
+
+def listen_backlog(port: int) -> int:
+    """The listening socket's backlog as the kernel holds it: ``ss`` shows it as Send-Q."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (iproute2) to read a listening socket's backlog")
+    out = subprocess.run(
+        [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[2])  # State Recv-Q Send-Q Local Peer
+
+
+async def test_the_listen_backlog_is_the_configured_one_not_asyncios_100(
+    start_server: ServerFactory,
+) -> None:
+    cap = somaxconn()
+    assert cap is not None and cap >= 1024, "this test needs net.core.somaxconn >= 1024"
+    default = await start_server({})
+    assert listen_backlog(default.port) == 1024
+    chosen = await start_server({}, backlog=300)
+    assert listen_backlog(chosen.port) == 300
+
+
+async def test_a_backlog_above_somaxconn_is_capped_by_the_kernel_and_says_so(
+    start_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = somaxconn()
+    assert cap is not None
+    with caplog.at_level(logging.WARNING, logger="dialguard.asterisk.agi_server"):
+        server = await start_server({}, backlog=cap + 1)
+    assert listen_backlog(server.port) == cap
+    assert any("net.core.somaxconn" in r.getMessage() for r in caplog.records)
+
+
+INFORMATIONAL = {
+    "DIALGUARD_CALL_ID",
+    "DIALGUARD_NUMBER",
+    "DIALGUARD_REASONS",
+    "DIALGUARD_REASON",
+    "DIALGUARD_LANG",
+    "DIALGUARD_NEXT_CALLABLE",
+}
+
+
+async def test_on_the_wire_one_mset_then_the_verdict_alone_after_the_decision_is_stored(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    async with pool.acquire() as conn:
+        await dnc.add_dnc(conn, at=NOON, number=PL_MOBILE, source="complaint")
+    channel = Channel()
+    stored_when_asked: list[str | None] = []
+
+    async def look_in_the_database(argv: list[str]) -> None:
+        # From another connection: only a committed decision is visible here.
+        call_id = channel.variables.get("DIALGUARD_CALL_ID")
+        async with pool.acquire() as conn:
+            stored_when_asked.append(
+                await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", uuid.UUID(call_id))
+                if call_id
+                else None
+            )
+
+    channel.on_command = look_in_the_database
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE, "default", channel=channel)
+    assert run.status == "SUCCESS"
+    assert [argv[:2] for argv in run.commands] == [["EXEC", "MSet"], ["SET", "VARIABLE"]]
+    assert run.commands[1][2:] == ["DIALGUARD_VERDICT", "BLOCK"]
+    assert set(run.variables) == INFORMATIONAL | {"DIALGUARD_VERDICT"}
+    # The decision was durable before the verdict's command reached Asterisk.
+    assert stored_when_asked[1] == "BLOCK"
+    async with pool.acquire() as conn:
+        body = await conn.fetchval(
+            "SELECT body FROM decisions WHERE call_id = $1", uuid.UUID(run.variables["DIALGUARD_CALL_ID"])
+        )
+    # The comma-separated list survived MSet's own comma splitting.
+    codes = [r["code"] for r in body["reasons"]]
+    assert len(codes) > 1 and run.variables["DIALGUARD_REASONS"] == ",".join(codes)
+    assert run.variables["DIALGUARD_REASON"] == "dnc.internal"
+
+
+async def test_a_session_cut_after_the_mset_leaves_the_verdict_empty(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    server = await start_server(agi_routes(gate=gate_for(pool)))
+    channel = Channel(cut_after=1)
+    run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE, "default", channel=channel)
+    assert set(run.variables) == INFORMATIONAL  # the dialplan blocks on an empty verdict
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT verdict FROM decisions WHERE call_id = $1", uuid.UUID(run.variables["DIALGUARD_CALL_ID"])
+        )
+    assert stored == "BLOCK"  # stored all the same: the channel just never heard it

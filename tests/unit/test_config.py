@@ -112,3 +112,11 @@ def test_the_data_directory_is_absolute_and_the_journal_lives_in_it(tmp_path: Pa
 def test_a_region_phonenumbers_does_not_know_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"numbers.default_region: 'XX'"):
         load_settings(env={"DIALGUARD_NUMBERS_DEFAULT_REGION": "XX"})
+
+
+def test_agi_backlog_defaults_high_and_is_configurable() -> None:
+    # asyncio's default of 100 overflowed in a 600-call burst; the key makes it the admin's choice.
+    assert load_settings(env={}).agi.backlog == 1024
+    assert load_settings(env={"DIALGUARD_AGI_BACKLOG": "4096"}).agi.backlog == 4096
+    with pytest.raises(ConfigError, match=r"agi\.backlog"):
+        load_settings(env={"DIALGUARD_AGI_BACKLOG": "0"})

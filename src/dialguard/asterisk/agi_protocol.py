@@ -198,6 +198,47 @@ def encode_command(command: str, args: Iterable[str] = ()) -> bytes:
     return (" ".join(words) + "\n").encode()
 
 
+# ---------------------------------------------------------------- many variables in one command
+
+# ``EXEC MSet name=value,name=value`` sets them all in one round trip. Each value passes two parsers
+# (Asterisk, main/ and res/):
+# 1. res_agi.c ``parse_args`` splits the command line into words: :func:`quote` makes the whole
+#    ``name=value,...`` list one word, and ``handle_exec`` hands word 3 (``argv[2]``) alone to MSet;
+# 2. pbx_variables.c ``pbx_builtin_setvar_multiple`` (MSet) splits it with ``AST_STANDARD_APP_ARGS``,
+#    i.e. app.c ``__ast_app_separate_args(buf, ',', remove_chars=1, ...)``: a ``,`` outside quotes,
+#    parentheses and brackets ends a pair; ``"`` toggles quoting and is removed; ``(``/``)`` and
+#    ``[``/``]`` nest (so an unbalanced one in a value would swallow the next pairs); ``\`` is removed
+#    and the character after it is taken literally. Each pair is then split at its first ``=`` by
+#    ``AST_NONSTANDARD_APP_ARGS(pair, ..., '=')`` with room for two parts, which leaves the value
+#    exactly as step 2 made it (no second unescaping): only the name is parsed twice.
+# So a value is escaped once, a backslash before each of ``\ " , ( ) [ ]``, then quoted for step 1.
+# Variables are not substituted (``${...}``) unless the channel sets AGIEXECFULL=yes; we never do.
+MSET_SPECIAL = frozenset('\\",()[]')
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MSET_MAX_PAIRS = 98  # MSet parses 99 arguments; the 99th would hold the rest of the list unsplit
+
+
+def mset_escape(value: str) -> str:
+    """One value for MSet's argument parser (before :func:`quote` adds AGI's layer).
+
+    >>> mset_escape("dnc.internal,consent.missing")
+    'dnc.internal\\\\,consent.missing'
+    """
+    if "\0" in value:
+        raise ValueError("a channel variable cannot hold a NUL (Asterisk's strings end there)")
+    return "".join("\\" + ch if ch in MSET_SPECIAL else ch for ch in value)
+
+
+def mset_data(variables: Mapping[str, str]) -> str:
+    """The argument of ``EXEC MSet``: ``A=1,B=x\\,y`` for {"A": "1", "B": "x,y"}."""
+    if not 0 < len(variables) <= MSET_MAX_PAIRS:
+        raise ValueError(f"MSet sets 1 to {MSET_MAX_PAIRS} variables, not {len(variables)}")
+    for name in variables:
+        if not VARIABLE_NAME.match(name):
+            raise ValueError(f"not a plain channel variable name: {name!r}")
+    return ",".join(f"{name}={mset_escape(value)}" for name, value in variables.items())
+
+
 # ---------------------------------------------------------------- replies
 
 

@@ -30,6 +30,7 @@ from dialguard.asterisk.agi_protocol import (
     Reply,
     digit_of,
     encode_command,
+    mset_data,
 )
 
 # Routes catch these from here; they are protocol facts, so they live in agi_protocol.
@@ -46,12 +47,22 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Outcomes that are ours to own: Asterisk should not take them for a clean end (AGISTATUS=SUCCESS).
 # Not "unknown_route": that session ends on purpose with a VERBOSE, as it always has.
 ENDS_IN_FAILURE = frozenset({"timeout", "protocol_error", "command_error", "error"})
+
+
+def somaxconn(path: str = SOMAXCONN_PATH) -> int | None:
+    """The kernel's cap on any listen backlog (Linux), or None where it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class PeerClosed(Exception):
@@ -143,6 +154,12 @@ class AgiSession:
     async def set_variable(self, name: str, value: str) -> None:
         await self.execute("SET VARIABLE", name, value)
 
+    async def set_variables(self, variables: Mapping[str, str]) -> None:
+        """Set several variables in one round trip: ``EXEC MSet`` (see agi_protocol.mset_data)."""
+        reply = await self.execute("EXEC", "MSet", mset_data(variables))
+        if reply.result != "0":  # MSet answers 0; -2: no such application (pbx_findapp failed)
+            raise AgiCommandError("EXEC MSet", reply)
+
     async def get_variable(self, name: str) -> str | None:
         reply = await self.execute("GET VARIABLE", name)
         return reply.data if reply.result == "1" else None
@@ -203,6 +220,7 @@ class AgiServer:
         session_timeout: float = 120.0,
         max_line_bytes: int = 8192,
         max_env_lines: int = 200,
+        backlog: int = 1024,
     ) -> None:
         self.routes = dict(routes)
         self.host = host
@@ -212,6 +230,10 @@ class AgiServer:
         self.session_timeout = session_timeout
         self.max_line_bytes = max_line_bytes
         self.max_env_lines = max_env_lines
+        # Connections the kernel may hold finished but not yet accepted. asyncio's default (100)
+        # overflowed in a 600-call burst on a real Asterisk: each overflow is a call held up by a
+        # SYN retransmit (1 s, then 3 s...) before its check even starts.
+        self.backlog = backlog
         self.stats: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -224,8 +246,17 @@ class AgiServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        cap = somaxconn()
+        if cap is not None and cap < self.backlog:
+            log.warning(
+                "agi.backlog is %d but the kernel caps listen backlogs at net.core.somaxconn = %d: "
+                "a burst of calls beyond that overflows; raise it (sysctl -w net.core.somaxconn=%d)",
+                self.backlog,
+                cap,
+                self.backlog,
+            )
         self._server = await asyncio.start_server(
-            self._accept, self.host, self._port, limit=self.max_line_bytes
+            self._accept, self.host, self._port, limit=self.max_line_bytes, backlog=self.backlog
         )
 
     async def close(self) -> None:

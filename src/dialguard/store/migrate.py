@@ -7,6 +7,7 @@ before anything is applied.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -105,5 +106,11 @@ async def migrate(conn: Connection) -> list[Migration]:
             log.info("applied migration %04d_%s", m.version, m.name)
             applied_now.append(m)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+        # A session lock: pooled connections are released without a reset query (db.PooledConnection),
+        # so one that cannot be unlocked here is ended rather than handed back still holding it.
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+        except (Exception, asyncio.CancelledError):
+            conn.terminate()
+            raise
     return applied_now
