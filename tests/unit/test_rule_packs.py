@@ -493,3 +493,12 @@ async def test_rules_explain_at_on_the_command_line_shows_the_entry_in_force() -
     assert code == 0, err
     assert "windows no calls: OUTSIDE" in out
     assert "US-PA hours: no longer in force (ended 2026-10-17)" in out
+
+
+def test_rules_show_names_the_countries_a_shared_layer_serves() -> None:
+    """Issue 11: `rules show` printed 26 sections all headed "EU:" and no country."""
+    from dialguard.rules.explain import show
+
+    text = show(load_rulebook())
+    headings = [line for line in text.splitlines() if line.startswith("EU")]
+    assert len(headings) == 1 and "DE" in headings[0] and "FR" in headings[0]

@@ -89,10 +89,11 @@ def _hours_lines(hours: CallingHours) -> list[str]:
     return lines
 
 
-def layer_lines(layer: RuleLayer) -> list[str]:
-    """A layer with every entry of every period: an entry with dates applies only on its own days."""
+def layer_lines(layer: RuleLayer, covers: list[str] | None = None) -> list[str]:
+    """A layer with every entry of every period: an entry with dates applies only on its own days.
+    ``covers``: the countries a shared layer serves (the EU's for its members), named in the heading."""
     periods = layer.periods()
-    lines = [f"{layer.key}:"]
+    lines = [f"{layer.key} ({', '.join(covers)}):" if covers else f"{layer.key}:"]
     for hours in _unique(periods, lambda p: [p.calling_hours] if p.calling_hours else []):
         lines.append("  calling hours (callee's local time):")
         lines += _hours_lines(hours)
@@ -141,12 +142,14 @@ def show(rulebook: RuleBook, country: str | None = None) -> str:
         layers = [national]
         layers += [v for k, v in sorted(rulebook.subdivisions.items()) if k.startswith(f"{region}-")]
     else:
-        layers = [*(v for _, v in sorted(rulebook.countries.items())), rulebook.default]
-        layers += [v for _, v in sorted(rulebook.subdivisions.items())]
-        unique: dict[int, RuleLayer] = {}
-        for layer in layers:
-            unique.setdefault(id(layer), layer)  # EU members share one layer: show it once
-        layers = list(unique.values())
+        # One section per layer, however many countries share it (the EU's 27 members: one "EU" section
+        # naming them), then the default for every other country, then the subdivisions.
+        shared: dict[str, tuple[RuleLayer, list[str]]] = {}
+        for region, layer in sorted(rulebook.countries.items()):
+            shared.setdefault(layer.key, (layer, []))[1].append(region)
+        for layer, regions in shared.values():
+            lines += ["", *layer_lines(layer, regions if regions != [layer.key] else None)]
+        layers = [rulebook.default, *(v for _, v in sorted(rulebook.subdivisions.items()))]
     layers += list(rulebook.overrides)
     for layer in layers:
         lines += ["", *layer_lines(layer)]
