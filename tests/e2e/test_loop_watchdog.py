@@ -37,6 +37,8 @@ logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(
 asyncio.run(main())
 """
 # What Asterisk's launch_netscript and setup_env send before they wait for the first command.
+pytestmark = pytest.mark.faketime_unsafe  # the watchdog thread waits with a timeout (pyproject markers)
+
 AGI_REQUEST = (
     b"agi_network: yes\nagi_network_script: check\nagi_request: agi://127.0.0.1/check\n"
     b"agi_channel: PJSIP/alice-00000001\nagi_arg_1: +12125550142\n\n"
