@@ -90,7 +90,8 @@ async def cmd_dnc_import(settings: Settings, args: argparse.Namespace, clock: Cl
     fmt = FileFormat(args.format)
     lapse_after = build_rulebook(settings).entry_lifetime(args.list)
     columns = [BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
+    # Transient: the bar is gone when the import ends, so a refusal is not left under a drawn bar.
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
         task = bar.add_task("import", total=size)
 
         def advance(n: int) -> None:
