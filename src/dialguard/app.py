@@ -143,6 +143,8 @@ async def _run(
         session_timeout=settings.agi.session_timeout,
         max_line_bytes=settings.agi.max_line_bytes,
         backlog=settings.agi.backlog,
+        max_sessions=settings.agi.max_sessions,
+        route_lifetimes={"check": settings.agi.check_lifetime},
     )
     tasks = Supervisor(expected=(StoreUnavailable,))  # a database outage is no surprise
     runner = web.AppRunner(

@@ -74,8 +74,10 @@ class AgiSettings:
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
     )
-    read_timeout: float = 5.0
-    session_timeout: float = 120.0
+    read_timeout: float = 5.0  # seconds for each answer from Asterisk
+    session_timeout: float = 120.0  # the longest any session lives (a notice and its prompts)
+    check_lifetime: float = 10.0  # the longest a check session lives: facts, decision, variables
+    max_sessions: int = 0  # sessions at once (0: what the open-file limit allows, at most 2000)
     max_line_bytes: int = 8192
     # Listen backlog: connections the kernel holds until accepted (capped by net.core.somaxconn).
     backlog: int = 1024
@@ -338,6 +340,8 @@ def _validate(s: Settings) -> None:
             f"gate.loop_stall_limit: at least {MIN_LOOP_STALL_LIMIT:g} seconds (the loop beats every "
             f"half second), or 0 to turn the loop watchdog off; not {s.gate.loop_stall_limit}"
         )
+    if s.agi.check_lifetime <= 0 or s.agi.max_sessions < 0:
+        raise ConfigError("agi.check_lifetime must be more than 0 seconds, agi.max_sessions 0 (auto) or more")
     if s.agi.backlog < 1:
         raise ConfigError("agi.backlog: must be at least 1")
     if s.database.pool_size < 1:

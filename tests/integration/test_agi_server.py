@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -534,3 +535,49 @@ async def test_a_session_cut_after_the_mset_leaves_the_verdict_empty(
             "SELECT verdict FROM decisions WHERE call_id = $1", uuid.UUID(run.variables["DIALGUARD_CALL_ID"])
         )
     assert stored == "BLOCK"  # stored all the same: the channel just never heard it
+
+
+async def test_a_check_lives_as_long_as_a_check_needs_not_as_long_as_a_notice(
+    start_server: ServerFactory,
+) -> None:
+    """Issue 14, item 3: a check session need not live the 120 s a notice with prompts may take."""
+    stuck = asyncio.Event()
+
+    async def slow(session: AgiSession) -> None:
+        await stuck.wait()
+
+    server = await start_server(
+        {"check": slow, "announce": slow}, session_timeout=60, route_lifetimes={"check": 0.3}
+    )
+    run = await asyncio.wait_for(FakeAsterisk("127.0.0.1", server.port).agi("check"), 10)
+    assert (run.status, server.stats["timeout"]) == ("FAILURE", 1)
+    announce = asyncio.create_task(FakeAsterisk("127.0.0.1", server.port).agi("announce"))
+    await asyncio.sleep(0.6)  # twice the check's lifetime: the announce session still lives
+    assert not announce.done()
+    announce.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await announce
+
+
+async def test_beyond_max_sessions_a_call_is_refused_at_once_with_agistatus_failure(
+    start_server: ServerFactory,
+) -> None:
+    """Issue 14, item 3: slow connections beyond the cap cannot take the process's descriptors."""
+    stuck = asyncio.Event()
+    entered = asyncio.Semaphore(0)
+
+    async def hold(session: AgiSession) -> None:
+        entered.release()
+        await stuck.wait()
+
+    server = await start_server({"r": hold}, max_sessions=2)
+    held = [asyncio.create_task(FakeAsterisk("127.0.0.1", server.port).agi("r")) for _ in range(2)]
+    for _ in held:
+        await asyncio.wait_for(entered.acquire(), 10)
+    run = await asyncio.wait_for(FakeAsterisk("127.0.0.1", server.port).agi("r"), 10)
+    assert (run.status, run.failure_line) == ("FAILURE", "failure")
+    assert server.stats["over_capacity"] == 1
+    stuck.set()
+    await asyncio.gather(*held)
+    again = await asyncio.wait_for(FakeAsterisk("127.0.0.1", server.port).agi("r"), 10)
+    assert again.status == "SUCCESS"  # room again once they ended

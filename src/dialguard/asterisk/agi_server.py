@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import resource
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -206,6 +207,15 @@ class AgiSession:
 Handler = Callable[[AgiSession], Awaitable[None]]
 
 
+def default_max_sessions() -> int:
+    """Sessions at once when agi.max_sessions is 0: what the open-file limit leaves after room for the
+    database pools, the HTTP API and the journal (256), at most 2,000."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 2000
+    return max(16, min(2000, soft - 256))
+
+
 class AgiServer:
     """Accepts FastAGI connections and hands each session to the handler for its route."""
 
@@ -221,6 +231,8 @@ class AgiServer:
         max_line_bytes: int = 8192,
         max_env_lines: int = 200,
         backlog: int = 1024,
+        max_sessions: int = 0,
+        route_lifetimes: Mapping[str, float] | None = None,
     ) -> None:
         self.routes = dict(routes)
         self.host = host
@@ -234,6 +246,11 @@ class AgiServer:
         # overflowed in a 600-call burst on a real Asterisk: each overflow is a call held up by a
         # SYN retransmit (1 s, then 3 s...) before its check even starts.
         self.backlog = backlog
+        # Sessions at once; beyond it a call is refused at once (AGISTATUS=FAILURE) rather than let
+        # the process run out of file descriptors and lose its database connections and journal.
+        self.max_sessions = max_sessions or default_max_sessions()
+        # How long a session of a route may live: a check needs seconds, a notice with prompts minutes.
+        self.route_lifetimes = dict(route_lifetimes or {})
         self.stats: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -270,6 +287,10 @@ class AgiServer:
         if self._server is not None:
             await self._server.wait_closed()
 
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
     def allowed(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host.split("%", 1)[0])
@@ -304,13 +325,24 @@ class AgiServer:
             self.stats["refused"] += 1
             log.warning("FastAGI connection from %s refused: not in agi.allow", peer)
             return
+        if len(self._sessions) > self.max_sessions:
+            self.stats["over_capacity"] += 1
+            if self.stats["over_capacity"] % 100 == 1:  # a flood is logged, not echoed line by line
+                log.warning(
+                    "FastAGI at agi.max_sessions (%d): call from %s refused with AGISTATUS=FAILURE "
+                    "(%d refused so far)", self.max_sessions, peer, self.stats["over_capacity"],
+                )  # fmt: skip
+            writer.write(FAILURE_LINE)
+            return
         self.stats["sessions"] += 1
         lines = LineSplitter(max_line_bytes=self.max_line_bytes)
         outcome = "error"  # stays so for a handler's bug, and for a session cancelled by close()
         session: AgiSession | None = None
         try:
-            async with asyncio.timeout(self.session_timeout):
+            async with asyncio.timeout(self.session_timeout) as lifetime:
                 session = await self._open(reader, writer, lines, peer)
+                if (limit := self.route_lifetimes.get(session.request.route)) is not None:
+                    lifetime.reschedule(min(lifetime.when() or float("inf"), self._loop_time() + limit))
                 handler = self.routes.get(session.request.route)
                 if handler is None:
                     outcome = "unknown_route"
