@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from dialguard.clock import fixed_clock
-from dialguard.config import Settings
+from dialguard.config import HttpSettings, Settings
 from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Purpose
 from dialguard.rules.loader import load_rulebook
@@ -344,3 +345,28 @@ async def test_the_api_takes_excels_bom_and_refuses_binary_with_a_json_error(
     assert binary.status != 500
     body = await binary.text()
     assert "Traceback" not in body and ("bad_csv" in body or binary.status == 400)
+
+
+@pytest.mark.parametrize(
+    ("limit", "body", "error_id"),
+    [
+        (100_000, b"number\n" + b"+12125550199\n" * 20_000, "body_too_large"),  # 260 kB over 100 kB
+        (100_000, b"number\n" + b"9" * 80_000, "line_too_long"),  # no newline, ever
+        (4 << 20, b'number,note\n+12125550199,"' + b"never closed\n" * 120_000, "bad_csv"),  # 1.5 MB
+    ],
+    ids=["over-max-body", "endless-line", "endless-quote"],
+)
+async def test_a_streamed_lead_list_is_bounded(
+    notices: asyncpg.Pool, aiohttp_client: Any, limit: int, body: bytes, error_id: str
+) -> None:
+    """Issue 14, item 7: /v1/scrub never applied http.max_body_bytes nor bounded a line."""
+    settings = dataclasses.replace(Settings(), http=HttpSettings(max_body_bytes=limit))
+    gate = Gate(pool=notices, rulebook=load_rulebook(), clock=fixed_clock(NOW), default_region="US")
+    client = await aiohttp_client(create_app(settings=settings, pool=notices, gate=gate))
+    async with notices.acquire() as conn:
+        token = await create_token(conn, name="crm", role=Role.DIALER)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+    response = await client.post("/v1/scrub?campaign=notices", data=body, headers=headers)
+    text = await response.text()
+    assert response.status in (200, 400, 413) and error_id in text
+    assert '"summary"' not in text  # cut off, never reported as a finished scrub

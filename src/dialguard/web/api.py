@@ -46,6 +46,9 @@ ADMIN_POOL_KEY = web.AppKey("admin_pool", Pool)
 ADMIN_GATE_KEY = web.AppKey("admin_gate", Gate)  # the gate on the admin pool: scrubs judge through it
 ADMIN_WAIT_KEY = web.AppKey("admin_acquire_timeout", float)
 REGION_KEY = web.AppKey("default_region", str)
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)  # also bounds a streamed scrub, which aiohttp does not
+MAX_LEAD_LINE = 64 * 1024  # one lead (a CSV row or an NDJSON object) longer than this is not a lead
+WRITE_WITHIN = 30.0  # seconds a client may leave a streamed answer unread before it is cut off
 # Set on each request by the role check: the token's name (the audit log's actor) and its role.
 CALLER_KEY = web.RequestKey("caller", str)
 ROLE_KEY = web.RequestKey("role", Role)
@@ -459,10 +462,27 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
             415, "unsupported_media_type", "send the lead list as text/csv or application/x-ndjson"
         )
 
+    limit = request.app[MAX_BODY_KEY]
+
+    async def body() -> AsyncIterator[bytes]:
+        """The body in chunks, within http.max_body_bytes, and no line without its end past MAX_LEAD_LINE."""
+        total = since_newline = 0
+        async for chunk in request.content.iter_chunked(1 << 16):
+            total += len(chunk)
+            if total > limit:
+                raise ApiError(
+                    413, "body_too_large", f"the lead list is over http.max_body_bytes ({limit:,})"
+                )
+            newline = chunk.rfind(b"\n")
+            since_newline = len(chunk) - newline - 1 if newline >= 0 else since_newline + len(chunk)
+            if since_newline > MAX_LEAD_LINE:
+                raise ApiError(400, "line_too_long", f"a line is over {MAX_LEAD_LINE:,} bytes: not a lead")
+            yield chunk
+
     async def lines() -> AsyncIterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8-sig")("replace")  # Excel's BOM is no part of a lead
         rest = ""
-        async for chunk in request.content.iter_chunked(1 << 16):
+        async for chunk in body():
             *whole, rest = (rest + decoder.decode(chunk)).split("\n")
             for line in whole:
                 yield line
@@ -488,10 +508,12 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
         # A character may span two chunks; Excel's BOM is no part of the header.
         decoder = codecs.getincrementaldecoder("utf-8-sig")("replace")
         rest = ""
-        async for chunk in request.content.iter_chunked(1 << 16):
+        async for chunk in body():
             text = rest + decoder.decode(chunk)
             cut = text.rfind("\n") + 1
             if text.count('"', 0, cut) % 2:  # the cut is inside a quoted field: wait for its end
+                if len(text) > 16 * MAX_LEAD_LINE:  # ... but not for ever, re-reading it on the loop
+                    raise ApiError(400, "bad_csv", "a quoted field never ends: not a lead list")
                 rest = text
                 continue
             rest = text[cut:]
@@ -519,7 +541,12 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
             "next_callable_at": nxt.isoformat() if nxt else None,
             "row_error": scrubbed.row_error,
         }
-        await response.write(json.dumps(line).encode() + b"\n")
+        await write(json.dumps(line).encode() + b"\n")
+
+    async def write(data: bytes) -> None:
+        # A client that sends its whole body before reading would otherwise hold the handler for ever.
+        async with asyncio.timeout(WRITE_WITHIN):
+            await response.write(data)
 
     try:
         rows = csv_rows() if request.content_type == "text/csv" else ndjson_rows()
@@ -532,10 +559,10 @@ async def post_scrub(request: web.Request) -> web.StreamResponse:
             raise
         # The stream has begun with status 200: the error is its last line, where the summary would be.
         error = {"error_id": exc.error_id, "message": exc.message, "details": exc.details or {}}
-        await response.write(json.dumps({"error": error}).encode() + b"\n")
+        await write(json.dumps({"error": error}).encode() + b"\n")
         await response.write_eof()
         return response
-    await response.write(json.dumps({"summary": summary.as_json()}).encode() + b"\n")
+    await write(json.dumps({"summary": summary.as_json()}).encode() + b"\n")
     await response.write_eof()
     return response
 

@@ -14,6 +14,7 @@ from dialguard.web.api import (
     ADMIN_POOL_KEY,
     ADMIN_WAIT_KEY,
     GATE_KEY,
+    MAX_BODY_KEY,
     POOL_KEY,
     REGION_KEY,
     add_api_routes,
@@ -67,6 +68,7 @@ def create_app(
     app[ADMIN_GATE_KEY] = admin_gate or gate
     app[ADMIN_WAIT_KEY] = settings.database.admin_acquire_timeout
     app[REGION_KEY] = settings.numbers.default_region
+    app[MAX_BODY_KEY] = settings.http.max_body_bytes
     if tasks is not None:
         app[TASKS_KEY] = tasks
     document = openapi_document()
