@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.fakes.asterisk_agi import separate_args  # main/app.c, ported once for both fakes
+
 C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
 MAX_NESTED_COMMENTS = 128  # main/config.c
 AST_PBX_MAX_STACK = 512  # include/asterisk/pbx.h (not LOW_MEMORY)
@@ -699,58 +701,6 @@ def _find(
 # ------------------------------------------------------------------ running a call
 
 
-def separate_args(buf: str, delim: str = ",", *, remove_chars: bool, max_args: int = 128) -> list[str]:
-    """``__ast_app_separate_args()``: split outside ``()``, ``[]`` and quotes; the last takes the rest."""
-    args: list[str] = []
-    chars = list(buf)
-    i = 0
-    paren = bracket = 0
-    quote = False
-    current: list[str] = []
-    was_delim = False
-    while i < len(chars) and len(args) < max_args - 1:
-        c = chars[i]
-        was_delim = False
-        if c == "(":
-            paren += 1
-        elif c == ")":
-            paren = max(paren - 1, 0)
-        elif c == "[":
-            bracket += 1
-        elif c == "]":
-            bracket = max(bracket - 1, 0)
-        elif c == '"' and delim != '"':
-            quote = not quote
-            if remove_chars:
-                i += 1
-                continue
-        elif c == "\\":
-            if remove_chars:
-                i += 1
-                if i < len(chars):
-                    current.append(chars[i])
-                    i += 1
-                continue
-            current.append(c)
-            i += 1
-            if i < len(chars):
-                current.append(chars[i])
-                i += 1
-            continue
-        elif c == delim and not paren and not quote and not bracket:
-            args.append("".join(current))
-            current = []
-            was_delim = True
-            i += 1
-            continue
-        current.append(c)
-        i += 1
-    rest = "".join(current) + "".join(chars[i:])
-    if rest or was_delim:
-        args.append(rest)
-    return args
-
-
 def _matching(s: str, start: int, opening: str, closing: str) -> int:
     """Where a ``${`` or ``$[`` opened just before ``start`` closes (main/pbx_variables.c)."""
     depth, i = 1, start
@@ -1002,7 +952,7 @@ class Channel:
         pass
 
     def _app_verbose(self, data: str) -> None:
-        args = separate_args(data, remove_chars=True, max_args=2)
+        args = separate_args(data, ",", remove_chars=True, arraylen=2)
         self.events[-1] = Event("Verbose", args[-1] if args else "", self._where())
 
     def _app_set(self, data: str) -> None:
@@ -1053,10 +1003,10 @@ class Channel:
         first_comma, first_question = data.find(","), data.find("?")
         if first_question < 0 or 0 <= first_comma < first_question:
             raise NotImplementedError("ExecIf's deprecated syntax")
-        expr, remainder = [*separate_args(data, "?", remove_chars=False, max_args=2), ""][:2]
+        expr, remainder = [*separate_args(data, "?", remove_chars=False, arraylen=2), ""][:2]
         if not remainder:
             raise DialplanError("Usage: ExecIf(<expr>?<appiftrue>(<args>)[:<appiffalse>(<args)])")
-        apps = separate_args(remainder, ":", remove_chars=False, max_args=2)
+        apps = separate_args(remainder, ":", remove_chars=False, arraylen=2)
         chosen = apps[0] if checkcondition(expr) else (apps[1] if len(apps) > 1 else "")
         if not chosen:
             return
@@ -1070,7 +1020,7 @@ class Channel:
         args: list[str] = []
         if paren:
             end = rest.rfind(")")
-            args = separate_args(rest[:end] if end >= 0 else rest, remove_chars=False, max_args=100)
+            args = separate_args(rest[:end] if end >= 0 else rest, ",", remove_chars=False, arraylen=100)
         back = _Frame(self.context, self.exten, self.priority + 1, {}, top)
         self._goto(label)
         if find_extension(self.dialplan, self.context, self.exten, self.priority + 1) is None:
@@ -1098,7 +1048,7 @@ class Channel:
         self.context, self.exten, self.priority = frame.context, frame.exten, frame.priority - 1
 
     def _app_agi(self, data: str) -> None:
-        args = separate_args(data, remove_chars=True)
+        args = separate_args(data, ",", remove_chars=True, arraylen=128)
         status = self.agi(args[0], args[1:], self)
         self.set("AGISTATUS", status)
         if status == "HANGUP":
@@ -1108,7 +1058,7 @@ class Channel:
         pass
 
     def _app_dial(self, data: str) -> None:
-        args = separate_args(data, remove_chars=True, max_args=4)
+        args = separate_args(data, ",", remove_chars=True, arraylen=4)
         options = _options(args[2] if len(args) > 2 else "")
         status = self.dial(args[0], self)
         self.set("DIALSTATUS", status)

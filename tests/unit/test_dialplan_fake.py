@@ -203,9 +203,9 @@ def test_an_extension_without_the_priority_asked_for_gives_way_to_the_next_match
 
 
 def test_separate_args_keeps_parentheses_together_and_the_last_takes_the_rest() -> None:
-    assert separate_args("1,a (b,c),d", remove_chars=True, max_args=2) == ["1", "a (b,c),d"]
-    assert separate_args('x,"a,b",U(c^d)', remove_chars=True) == ["x", "a,b", "U(c^d)"]
-    assert separate_args("a,", remove_chars=False) == ["a", ""]
+    assert separate_args("1,a (b,c),d", ",", remove_chars=True, arraylen=2) == ["1", "a (b,c),d"]
+    assert separate_args('x,"a,b",U(c^d)', ",", remove_chars=True, arraylen=128) == ["x", "a,b", "U(c^d)"]
+    assert separate_args("a,", ",", remove_chars=False, arraylen=128) == ["a", ""]
 
 
 def test_expressions_compare_strings_with_their_quotes() -> None:
