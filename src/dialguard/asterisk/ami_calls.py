@@ -56,6 +56,7 @@ class Answered:
     call_id: uuid.UUID
     answered_at: datetime
     agent_at: datetime | None
+    ended_at: datetime | None  # the callee's hang-up, when it came before any agent
     abandon_message: bool  # the dialplan played the no-agent message
 
 
@@ -218,7 +219,7 @@ class CallTracker:
         if call.answered_at is not None:
             detail["talk_ms"] = round((at - call.answered_at) / timedelta(milliseconds=1))
         out.steps.append(Step(call.call_id, at, "call.hangup", detail))
-        self._settle(call, out)
+        self._settle(call, out, ended_at=at)
         self._forget(call)
 
     def _originate_response(self, call: _Call, event: AmiMessage, at: datetime, out: Tracked) -> None:
@@ -244,10 +245,12 @@ class CallTracker:
             call.answered_at = at
             out.steps.append(Step(call.call_id, at, "call.answered", {}))
 
-    def _settle(self, call: _Call, out: Tracked) -> None:
+    def _settle(self, call: _Call, out: Tracked, *, ended_at: datetime | None = None) -> None:
         if call.answered_at is not None and not call.settled:
             call.settled = True
-            out.answered.append(Answered(call.call_id, call.answered_at, call.agent_at, call.abandon_message))
+            out.answered.append(
+                Answered(call.call_id, call.answered_at, call.agent_at, ended_at, call.abandon_message)
+            )
 
 
 _HANDLERS = {

@@ -21,6 +21,7 @@ from dialguard.web.api import (
 )
 from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
+from dialguard.web.routes import ROUTES
 
 TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz reports on
 
@@ -86,7 +87,7 @@ def create_app(
 
         app.router.add_get("/metrics", prometheus)
     app.router.add_get("/v1/openapi.json", openapi)
-    add_api_routes(app)
+    add_api_routes(app, ROUTES)
     app.on_response_prepare.append(_plain_headers)
     return app
 
