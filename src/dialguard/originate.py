@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialguard.asterisk.agi_protocol import mset_escape
 from dialguard.asterisk.ami import AmiActionFailed, AmiClient, AmiOutcomeUnknown, AmiUnavailable
 from dialguard.asterisk.ami_calls import Step
 from dialguard.clock import Clock
@@ -209,7 +210,9 @@ class Originator:
         if s.caller_id:
             headers.append(("CallerID", s.caller_id))
         variables = {**extra, **result.channel_variables(), "DIALGUARD_CAMPAIGN": result.campaign}
-        headers += [("Variable", f"{name}={value}") for name, value in variables.items()]
+        # manager.c splits each Variable header as app.c splits an application's arguments (commas,
+        # quotes, backslashes): the values are escaped as MSet's are, or DIALGUARD_REASONS would split.
+        headers += [("Variable", f"{name}={mset_escape(value)}") for name, value in variables.items()]
         return headers
 
     def _step(self, call_id: uuid.UUID, kind: str, detail: dict[str, Any]) -> None:
