@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 
 from dialguard.asterisk.agi_server import AgiSession, Handler
-from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute
+from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute, OptOutRoute
 from dialguard.gate import CheckRequest, Gate
 
 log = logging.getLogger(__name__)
@@ -46,4 +46,5 @@ def agi_routes(*, gate: Gate, calls: CallRoutes | None = None) -> Mapping[str, H
     if calls is not None:
         routes["announce"] = AnnounceRoute(calls=calls)
         routes["consent"] = ConsentRoute(calls=calls)
+        routes["optout"] = OptOutRoute(calls=calls)
     return routes
