@@ -9,7 +9,9 @@ import pytest
 
 SOUNDS = Path(__file__).resolve().parents[2] / "asterisk-conf" / "sounds"
 LANGUAGES = ["en", "es", "pl", "ru", "zh"]
-PROMPTS = ["notice", "optout-offer", "optout-confirmed", "consent-ask", "consent-confirm"]
+PROMPTS = [
+    "notice", "optout-offer", "optout-confirmed", "consent-ask", "consent-confirm", "abandoned", "callback",
+]  # fmt: skip
 
 
 def test_the_routes_play_only_prompts_that_ship() -> None:
