@@ -90,7 +90,9 @@ def build_ami(
         timeline=None,
         pacer=pacer,
         clock=clock,
-        settings=OriginateSettings(a.originate_channel, a.originate_context, a.ring_seconds, a.caller_id),
+        settings=OriginateSettings(
+            a.originate_channel, a.originate_context, a.ring_seconds, a.caller_id, settings.calls.sound_prefix
+        ),
     )
     if a.secret is not None:
         timeline = CallTimeline(pool=pool, clock=clock, on_call_ended=originator.call_ended)

@@ -71,6 +71,7 @@ class OriginateSettings:
     context: str
     ring_seconds: int
     caller_id: str = ""
+    sound_prefix: str = "dialguard"  # calls.sound_prefix: where the prompts are under Asterisk's sounds
 
 
 class Originator:
@@ -209,7 +210,12 @@ class Originator:
         ]
         if s.caller_id:
             headers.append(("CallerID", s.caller_id))
-        variables = {**extra, **result.channel_variables(), "DIALGUARD_CAMPAIGN": result.campaign}
+        language = result.channel_variables()["DIALGUARD_LANG"]
+        prompts = {  # the abandonment message, should no agent take the call in time
+            "DIALGUARD_ABANDON_PROMPT": f"{s.sound_prefix}/{language}/dialguard-abandoned",
+            "DIALGUARD_CALLBACK_PROMPT": f"{s.sound_prefix}/{language}/dialguard-callback",
+        }
+        variables = {**extra, **prompts, **result.channel_variables(), "DIALGUARD_CAMPAIGN": result.campaign}
         # manager.c splits each Variable header as app.c splits an application's arguments (commas,
         # quotes, backslashes): the values are escaped as MSet's are, or DIALGUARD_REASONS would split.
         headers += [("Variable", f"{name}={mset_escape(value)}") for name, value in variables.items()]
