@@ -75,6 +75,9 @@ MATRIX = {
     ("GET", "/v1/audit"): {"admin", "supervisor"},
     ("POST", "/v1/calls"): WRITE,
     ("GET", "/v1/calls/{call_id}"): READ,
+    ("GET", "/v1/numbers/{number}/explain"): READ,
+    ("GET", "/v1/stats/verdicts"): READ,
+    ("GET", "/v1/whoami"): READ,
 }
 
 
