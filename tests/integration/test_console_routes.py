@@ -1,5 +1,5 @@
-"""The routes the supervisors' console reads (issue 13), over a real socket and a real PostgreSQL: a
-number explained, verdicts counted, whose token this is."""
+"""The routes the supervisors' console reads (issue 13) and the page itself, over a real socket and a
+real PostgreSQL: a number explained, verdicts counted, whose token this is; / and /static/."""
 
 from __future__ import annotations
 
@@ -181,3 +181,24 @@ async def test_whoami_names_the_token_and_its_role(api: Api) -> None:
         assert (status, body) == (200, {"name": f"{role}-1", "role": role})
     response = await api.client.get("/v1/whoami", headers={"Authorization": "Bearer dg_wrong"})
     assert response.status == 401
+
+
+async def test_the_page_and_its_files_need_no_token_and_say_what_they_are(api: Api) -> None:
+    page = await api.client.get("/")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    html = await page.text()
+    assert '<script type="module" src="/static/main.js"></script>' in html
+    for name, kind in (
+        ("main.js", "text/javascript"),
+        ("console.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
+        response = await api.client.get(f"/static/{name}")
+        assert (response.status, response.content_type) == (200, kind), name
+    for path in ("/static/missing.js", "/static/%2e%2e%2fpage.py", "/static/../web/page.py"):
+        response = await api.client.get(path)
+        assert response.status == 404, path
+        assert (await response.json())["error_id"] == "not_found"

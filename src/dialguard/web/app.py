@@ -1,4 +1,5 @@
-"""The HTTP application factory: health, the /v1 API and its OpenAPI document, wired explicitly."""
+"""The HTTP application factory: health, the /v1 API and its OpenAPI document, the supervisors' console,
+wired explicitly."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dialguard.web.api import (
 from dialguard.web.calls_routes import ORIGINATOR_KEY
 from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
+from dialguard.web.page import add_page_routes
 from dialguard.web.routes import ROUTES
 
 TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz reports on
@@ -102,6 +104,7 @@ def create_app(
         app.router.add_get("/metrics", prometheus)
     app.router.add_get("/v1/openapi.json", openapi)
     add_api_routes(app, ROUTES)
+    add_page_routes(app)
     app.on_response_prepare.append(_plain_headers)
     return app
 
