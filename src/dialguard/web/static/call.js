@@ -3,7 +3,7 @@
 
 import { getJson } from './api.js';
 import { dncAction, evidenceButton, reasonList, verdictBadge } from './decision.js';
-import { $, h, say } from './dom.js';
+import { $, h, put, say } from './dom.js';
 import * as feed from './feed.js';
 import { instant } from './format.js';
 import { nextCallable, summary } from './reasons.js';
@@ -63,7 +63,7 @@ function render() {
   status.hidden = true;
   const events = merged(timeline, feed.timelines.get(decision.call_id));
   heading.textContent = `Call to ${decision.number}`;
-  body.replaceChildren(
+  put(body,
     h('p', { class: `summary ${decision.verdict === 'ALLOW' ? 'allow' : 'block'}` }, summary(decision)),
     note ? h('p', { class: 'note' }, note) : null,
     facts(decision),

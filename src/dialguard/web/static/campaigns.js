@@ -3,7 +3,7 @@
 
 import { download, downloadFrom, getJson } from './api.js';
 import { stamp, toCsv } from './csv.js';
-import { $, h, s, say } from './dom.js';
+import { $, h, put, s, say } from './dom.js';
 import { instant, period } from './format.js';
 import { familyTitle } from './reasons.js';
 
@@ -53,7 +53,7 @@ function drawChart(answer, windowSeconds) {
   const most = Math.max(...rows.map((r) => r.count));
   const pct = (n) => (total ? ` (${((n / total) * 100).toFixed(1)} %)` : '');
   const who = answer.campaign ? `Campaign ${answer.campaign}` : 'All campaigns';
-  chart.replaceChildren(
+  put(chart,
     h('p', { class: 'summary' },
       `${who}, last ${period(windowSeconds)} (${instant(answer.since)} to ${instant(answer.until)}): `,
       `${total.toLocaleString()} decisions, ${rows[0].count.toLocaleString()} allowed${pct(rows[0].count)}, `,

@@ -32,3 +32,8 @@ export function say(el, message) {
   el.textContent = message ?? '';
   el.hidden = !message;
 }
+
+/** Replace an element's children, leaving out the null and false ones (replaceChildren writes "null"). */
+export function put(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c != null && c !== false));
+}

@@ -3,7 +3,7 @@
 
 import { getJson } from './api.js';
 import { dncAction, evidenceButton, reasonList, verdictBadge } from './decision.js';
-import { $, h, say } from './dom.js';
+import { $, h, put, say } from './dom.js';
 import { fromLocalInput, instant } from './format.js';
 import { describe, familyTitle, nextCallable } from './reasons.js';
 
@@ -50,7 +50,7 @@ async function explain(event, note) {
     return;
   }
   const status = h('p', { class: 'status', role: 'status', hidden: true });
-  result.replaceChildren(
+  put(result,
     answer(got, Boolean(at)),
     h('div', { class: 'toolbar' }, evidenceButton(got.number, status), dncAction(got.number, status, (done) => explain(null, done))),
     status,
