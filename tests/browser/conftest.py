@@ -116,6 +116,7 @@ async def gateway(
     gw = Gateway(f"http://127.0.0.1:{http_port}", agi_port, pool, tokens)
     assert proc.stderr is not None
     stderr = proc.stderr
+    draining: asyncio.Task[None] | None = None
 
     async def drain() -> None:
         # Read the gateway's log for as long as it runs: a full pipe would stall its loop.
@@ -142,15 +143,22 @@ async def gateway(
     finally:
         proc.terminate()
         await proc.wait()
-        if "draining" in locals():
+        if draining is not None:
             await draining
         await pool.close()
 
 
 async def _events_served(http: aiohttp.ClientSession, gw: Gateway) -> bool:
-    """GET /v1/events is a stream: its status is read and the stream let go at once."""
-    async with http.get(gw.base + "/v1/events", headers=gw.headers("supervisor")) as response:
-        return response.status not in (404, 405)
+    """GET /v1/events is a stream: its status is read and the stream let go at once (a stream that
+    sends no headers for seconds is there, if slow to start)."""
+    try:
+        async with (
+            asyncio.timeout(5),
+            http.get(gw.base + "/v1/events", headers=gw.headers("supervisor")) as response,
+        ):
+            return response.status not in (404, 405)
+    except TimeoutError:
+        return True
 
 
 def needs(gw: Gateway, *routes: str) -> None:
