@@ -138,7 +138,9 @@ async def test_filters_show_only_the_matching_decisions(console: Console) -> Non
 
 async def test_opening_a_call_shows_every_reason_in_words(console: Console) -> None:
     gw = console.gateway
-    needs(gw, "decisions" if gw.routes["decisions"] else "events")
+    listed = gw.routes["decisions"] or gw.routes["events"]  # the call is opened from the log's row
+    if not listed:
+        needs(gw, "calls")  # ... or by its address, as a link to it would
     name = await campaign(gw, "a-call")
     await gw.api("POST", "/v1/dnc", json={"number": au(4), "source": "complaint"})
     await console.sign_in()
@@ -147,9 +149,12 @@ async def test_opening_a_call_shows_every_reason_in_words(console: Console) -> N
         await page.wait_for_selector("#live-state[data-state=live]")
     run = await FakeAsterisk("127.0.0.1", gw.agi_port).agi("check", au(4), name)
     call_id = run.variables["DIALGUARD_CALL_ID"]
-    if not gw.routes["events"]:
-        await page.click("#live-filters button[type=submit]")  # the log's first page, read again
-    await page.click(f"#live-rows tr[data-call-id='{call_id}'] a")
+    if not listed:
+        await console.open(f"#/calls/{call_id}")
+    else:
+        if not gw.routes["events"]:
+            await page.click("#live-filters button[type=submit]")  # the log's first page, read again
+        await page.click(f"#live-rows tr[data-call-id='{call_id}'] a")
     await page.wait_for_selector("#call-body .reasons")
     assert await page.text_content("#call-h") == f"Call to {au(4)}"
     failed = page.locator("#call-body li.reason.fail")
@@ -163,6 +168,8 @@ async def test_opening_a_call_shows_every_reason_in_words(console: Console) -> N
     assert {"number.ok", "consent.not_required", "hours.within_window", "frequency.ok"} <= set(passed)
     shown = await page.inner_text("#call-body")  # what is on screen: the stored evidence stays folded
     assert "Inside the calling window" in shown and "null" not in shown
+    timeline = await page.inner_text("#call-body table.timeline")
+    assert "decision\tBLOCK (dnc.internal)" in timeline
     await console.shot("call")
 
 

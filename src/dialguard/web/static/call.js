@@ -9,7 +9,7 @@ import { instant } from './format.js';
 import { nextCallable, summary } from './reasons.js';
 
 let body; let heading;
-let current = null; // {callId, decision, timeline}
+let current = null; // {callId, decision, timeline, outcome, note}
 
 function words(kind) {
   return String(kind ?? '').replace(/[._]/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2');
@@ -42,7 +42,15 @@ function timelineTable(decision, events) {
       h('td', {}, instant(e.at)), h('td', {}, words(e.kind)), h('td', {}, detailText(e.detail))))));
 }
 
-function facts(d) {
+function outcomeText(o) {
+  if (!o) return null;
+  const parts = [`answered ${instant(o.answered_at)}`];
+  parts.push(o.agent_at ? `an agent took it ${instant(o.agent_at)}` : 'no agent took it');
+  if (o.abandoned) parts.push('abandoned (counts towards the campaign\'s abandon rate)');
+  return parts.join('; ');
+}
+
+function facts(d, outcome) {
   const version = d.rules_version ? h('code', { title: d.rules_version }, d.rules_version.slice(0, 12)) : '—';
   const pairs = [
     ['Number', h('span', { class: 'num' }, d.number)],
@@ -52,13 +60,14 @@ function facts(d) {
     ['Decided', instant(d.decided_at)],
     ['Next callable', d.next_callable_at ? nextCallable(d) : d.verdict === 'ALLOW' ? '— (allowed)' : 'not by waiting: the facts must change'],
     ['Rules version', version],
+    outcome === undefined ? null : ['Outcome', outcomeText(outcome) ?? 'not answered, or not yet'],
     ['Call id', h('code', {}, d.call_id)],
-  ];
+  ].filter(Boolean);
   return h('dl', { class: 'facts' }, pairs.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
 function render() {
-  const { decision, timeline, note } = current;
+  const { decision, timeline, outcome, note } = current;
   const status = h('p', { class: 'status', role: 'status' });
   status.hidden = true;
   const events = merged(timeline, feed.timelines.get(decision.call_id));
@@ -66,7 +75,7 @@ function render() {
   put(body,
     h('p', { class: `summary ${decision.verdict === 'ALLOW' ? 'allow' : 'block'}` }, summary(decision)),
     note ? h('p', { class: 'note' }, note) : null,
-    facts(decision),
+    facts(decision, outcome),
     h('div', { class: 'toolbar' }, evidenceButton(decision.number, status),
       dncAction(decision.number, status)),
     status,
@@ -82,11 +91,12 @@ export async function show(callId) {
   current = null;
   heading.textContent = 'A call';
   body.replaceChildren(h('p', {}, 'Loading…'));
-  let decision = null; let timeline = null; let note = '';
+  let decision = null; let timeline = null; let outcome; let note = ''; // outcome stays undefined when the gateway was not asked
   try {
     const got = await getJson(`/v1/calls/${encodeURIComponent(callId)}`);
     decision = got.decision ?? null;
     timeline = got.timeline ?? [];
+    outcome = got.outcome ?? null;
   } catch (err) {
     if (err.status !== 404 && !err.absent) note = `The gateway's record of this call could not be read (${err.message}): shown as this page saw it.`;
   }
@@ -100,7 +110,7 @@ export async function show(callId) {
     body.replaceChildren(message);
     return;
   }
-  current = { callId, decision, timeline, note };
+  current = { callId, decision, timeline, outcome, note };
   render();
 }
 
