@@ -45,6 +45,25 @@ def _bounded(
     return check
 
 
+ANSWER_PATHS = ("agent_first", "notice_first")
+SOUND_NAME = re.compile(r"[a-z0-9_-]{1,32}(/[a-z0-9_-]{1,32}){0,3}")  # a prompt under Asterisk's sounds
+
+
+def _answer_path(value: Any) -> str | None:
+    if value in ANSWER_PATHS:
+        return None
+    return f"answer_path: {' or '.join(ANSWER_PATHS)} (when the callee answers an originated call)"
+
+
+def _sound(name: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, str) and SOUND_NAME.fullmatch(value):
+            return None
+        return f'{name}: a prompt under Asterisk\'s sounds, without extension, e.g. "acme/seller-name"'
+
+    return check
+
+
 SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "language": _language,
     "optout_digit": _optout_digit,
@@ -53,6 +72,10 @@ SETTINGS: dict[str, Callable[[Any], str | None]] = {
     # POST /v1/calls pacing, per gateway: calls ringing or talking at once, and new calls a second
     "max_concurrent_calls": _bounded("max_concurrent_calls", 1, 10_000, "30", whole=True),
     "calls_per_second": _bounded("calls_per_second", 0.01, 1_000, "2.5"),
+    # An originated call's answer: straight to an agent, or the notice first (default: by the rules)
+    "answer_path": _answer_path,
+    # The abandonment message's middle part: a recording of the seller's name, made by the site
+    "seller_prompt": _sound("seller_prompt"),
 }
 
 
