@@ -46,7 +46,7 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -1582,8 +1582,3 @@ class FakeAmi:
         for call in self.calls:
             if channel in (call.customer, call.agent) and not call.finished.is_set():
                 call.request_hangup(channel, cause)
-
-
-def transcript(lines: Iterable[str]) -> bytes:
-    """Text lines (``Key: Value``, ``""`` between messages) as the bytes on the wire."""
-    return _bytes("".join(f"{line}\r\n" for line in lines))
