@@ -75,6 +75,8 @@ MATRIX = {
     ("GET", "/v1/audit"): {"admin", "supervisor"},
     ("POST", "/v1/calls"): WRITE,
     ("GET", "/v1/calls/{call_id}"): READ,
+    ("GET", "/v1/decisions"): READ,
+    ("GET", "/v1/events"): READ,
 }
 
 
