@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,11 +19,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from dialguard.asterisk.ami_calls import Step
+from dialguard.asterisk.call_routes import CallRoutes
 from dialguard.clock import fixed_clock
 from dialguard.config import HttpSettings, Settings
 from dialguard.events import EventAnnouncer, EventHub, FeedEvent, Subscription
 from dialguard.gate import CheckRequest, Gate
+from dialguard.journal import OptOutJournal
+from dialguard.metrics import Metrics
+from dialguard.optouts import OptOutKeeper
 from dialguard.store.tokens import Role, create_token
+from dialguard.timeline import CallTimeline
 from dialguard.web.app import create_app
 from dialguard.web.supervise import StreamSettings
 from tests.decision_rows import SseReader, store_decision, store_event
@@ -158,6 +165,35 @@ async def test_the_announcer_sends_one_notify_a_period_however_many_rows(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert 2 <= announcer.sent <= 5  # about 0.8 s of touches: one NOTIFY each 0.2 s, not fifty
+
+
+async def test_each_writer_tells_once_its_row_is_committed_and_not_otherwise(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    touches: list[str] = []
+    gate = Gate(
+        pool=pool, rulebook=simple_rulebook(), clock=fixed_clock(NOW), default_region="PL",
+        on_stored=lambda: touches.append("decision"),
+    )  # fmt: skip
+    checked = await gate.check(CheckRequest("+48601234567"))
+    await gate.check(CheckRequest("+48601234567", keep=False))  # a scrub's look-ahead: nothing stored
+    await gate.look_ahead([CheckRequest("+48601234567")])
+    assert touches == ["decision"]
+
+    keeper = OptOutKeeper(
+        pool=pool, journal=OptOutJournal(tmp_path / "j.jsonl"), metrics=Metrics(), clock=fixed_clock(NOW)
+    )
+    calls = CallRoutes(
+        pool=pool, keeper=keeper, rulebook=simple_rulebook(), clock=fixed_clock(NOW),
+        on_stored=lambda: touches.append("call event"),
+    )  # fmt: skip
+    await calls.event(checked.call_id, "notice.played", {})
+    timeline = CallTimeline(pool=pool, clock=fixed_clock(NOW), on_stored=lambda: touches.append("timeline"))
+    timeline.add([Step(checked.call_id, NOW, "call.answered", {})])
+    await timeline.flush()
+    assert touches == ["decision", "call event", "timeline"]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM call_events") == 2
 
 
 # ---------------------------------------------------------------- out-of-order commits
