@@ -61,13 +61,21 @@ async def cmd_calls_tail(settings: Settings, args: argparse.Namespace, clock: Cl
         pass
     hub = EventHub(dsn=await resolve_dsn(settings.database, create=False), application_name="dialguard-tail")
     interest = Interest(campaign=args.campaign, verdict=args.verdict)
-    async with asyncio.TaskGroup() as tg:
-        feed = tg.create_task(hub.run())
-        try:
-            code = await _follow(hub, interest, json_lines=args.json, mask_numbers=settings.log.mask_numbers)
-        finally:
-            feed.cancel()
-    return code
+    feed = asyncio.create_task(hub.run())
+    follow = asyncio.create_task(
+        _follow(hub, interest, json_lines=args.json, mask_numbers=settings.log.mask_numbers)
+    )
+    # Not a TaskGroup: its ExceptionGroup would hide a closed pipe (`| head`) from main's plain handling.
+    try:
+        done, _ = await asyncio.wait({feed, follow}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (feed, follow):
+            task.cancel()
+        await asyncio.wait({feed, follow})
+    if follow in done:
+        return follow.result()
+    feed.result()  # the feed ended by itself: only a bug does, and its error says which
+    return EXIT_ERROR
 
 
 async def _follow(hub: EventHub, interest: Interest, *, json_lines: bool, mask_numbers: bool) -> int:
