@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 import asyncpg
 from aiohttp import web
@@ -17,6 +18,7 @@ from dialguard.asterisk.ami import AmiClient
 from dialguard.asterisk.call_routes import CallRoutes
 from dialguard.clock import Clock, system_clock
 from dialguard.config import Settings
+from dialguard.events import EventAnnouncer, EventHub
 from dialguard.gate import Gate
 from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 SEAL_EVERY = 10.0  # seconds between checkpoints of the decision log
 REPLAY_EVERY = 5.0  # seconds between replays of the opt-out journal (a no-op when it is empty)
 ADMIN_APP_NAME = "dialguard-admin"  # the admin pool's connections, as pg_stat_activity shows them
+FEED_RESTART = 0.1  # seconds before the event feed starts (and again after a bug ended it)
 
 
 def build_rulebook(settings: Settings) -> RuleBook:
@@ -54,8 +57,10 @@ def build_gate(
     roaming: RoamingService | None = None,
     *,
     rules_of: Gate | None = None,
+    on_stored: Callable[[], None] | None = None,
 ) -> Gate:
-    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again."""
+    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again;
+    ``on_stored``: told after each decision stored (the live feed's announcer)."""
     shadow = None
     if rules_of is not None:
         shadow = rules_of.shadow_rulebook
@@ -73,11 +78,17 @@ def build_gate(
         writer=settings.gate.writer or None,
         shadow_rulebook=shadow,
         roaming=roaming,
+        on_stored=on_stored,
     )
 
 
 def build_ami(
-    settings: Settings, pool: asyncpg.Pool, gate: Gate, clock: Clock, pacer: Pacer
+    settings: Settings,
+    pool: asyncpg.Pool,
+    gate: Gate,
+    clock: Clock,
+    pacer: Pacer,
+    on_stored: Callable[[], None] = lambda: None,
 ) -> tuple[CallTimeline | None, AmiClient | None, Originator]:
     """The AMI half, when ``ami.secret`` is set: the link, the timeline it feeds, and originations.
     Without it the originator still answers (503: no AMI link configured)."""
@@ -95,7 +106,9 @@ def build_ami(
         ),
     )
     if a.secret is not None:
-        timeline = CallTimeline(pool=pool, clock=clock, on_call_ended=originator.call_ended)
+        timeline = CallTimeline(
+            pool=pool, clock=clock, on_call_ended=originator.call_ended, on_stored=on_stored
+        )
         ami = AmiClient(
             host=a.host, port=a.port, username=a.username, secret=a.secret.value, on_event=timeline.on_event,
             action_timeout=a.action_timeout, ping_interval=a.ping_interval, ping_timeout=a.ping_timeout,
@@ -139,11 +152,12 @@ async def serve(
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
         roaming = await stack.enter_async_context(open_roaming(settings.hlr, pool=pool, clock=clock))
-        await _run(settings, pool, admin_pool, clock, roaming, journal, stop)
+        await _run(settings, dsn, pool, admin_pool, clock, roaming, journal, stop)
 
 
 async def _run(
     settings: Settings,
+    dsn: str,
     pool: asyncpg.Pool,
     admin_pool: asyncpg.Pool,
     clock: Clock,
@@ -152,7 +166,11 @@ async def _run(
     stop: asyncio.Event,
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
-    gate = build_gate(settings, pool, clock, roaming)
+    # The live feed: writers touch the announcer once a row is committed; the hub (its own connection,
+    # not the pools') reads the logs of every gateway and feeds GET /v1/events.
+    events = EventHub(dsn=dsn)
+    announcer = EventAnnouncer(pool=pool, wake_local=events.wake)
+    gate = build_gate(settings, pool, clock, roaming, on_stored=announcer.touch)
     metrics = Metrics()
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
     admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate)  # scrubs judge here
@@ -166,6 +184,7 @@ async def _run(
         sound_prefix=settings.calls.sound_prefix,
         sounds_dir=settings.calls.sounds_dir,
         decision_max_age=settings.calls.decision_max_age,
+        on_stored=announcer.touch,
     )
     agi = AgiServer(
         routes=agi_routes(gate=gate, calls=calls),
@@ -181,7 +200,7 @@ async def _run(
     )
     tasks = Supervisor(expected=(StoreUnavailable,))  # a database outage is no surprise
     pacer = Pacer(clock)
-    timeline, ami, originator = build_ami(settings, pool, gate, clock, pacer)
+    timeline, ami, originator = build_ami(settings, pool, gate, clock, pacer, announcer.touch)
     runner = web.AppRunner(
         create_app(
             settings=settings,
@@ -193,6 +212,7 @@ async def _run(
             tasks=tasks,
             originator=originator,
             ami=ami,
+            events=events,
         ),
         access_log_class=PathOnlyAccessLogger,
     )
@@ -217,6 +237,9 @@ async def _run(
             background = [
                 tg.create_task(tasks.every("sealer", SEAL_EVERY, lambda: seal_once(pool))),
                 tg.create_task(tasks.every("journal_replay", REPLAY_EVERY, lambda: journal.replay(pool))),
+                # Both loop for ever; under the supervisor only so that a bug is logged and restarted.
+                tg.create_task(tasks.every("event_feed", FEED_RESTART, events.run)),
+                tg.create_task(tasks.every("event_announcer", FEED_RESTART, announcer.run)),
             ]
             if ami is not None and timeline is not None:
                 background += [tg.create_task(ami.run()), tg.create_task(timeline.run())]

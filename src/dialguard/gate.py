@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -195,6 +195,7 @@ class Gate:
         writer: str | None = None,
         shadow_rulebook: RuleBook | None = None,
         roaming: RoamingService | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.pool = pool
         self.rulebook = rulebook
@@ -208,6 +209,7 @@ class Gate:
         self.shadow_rulebook = shadow_rulebook
         self.shadow_differences = 0
         self.roaming = roaming  # None: no HLR configured; a look-up the rules ask for is unknown
+        self.on_stored = on_stored  # told once a decision is committed (the live feed's wake-up)
 
     def parse(self, raw: str) -> NumberFacts | InvalidNumber:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
@@ -216,6 +218,8 @@ class Gate:
         """Decide one call, store the decision, and log one line for it (every entry point comes here)."""
         started = time.perf_counter()
         result = await self._check(request)
+        if result.stored and self.on_stored is not None:
+            self.on_stored()
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         DECISIONS.info(
             "%s %s campaign %s call %s number %s via %s in %.1f ms%s",

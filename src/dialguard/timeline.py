@@ -60,6 +60,7 @@ class CallTimeline:
         on_call_ended: Callable[[uuid.UUID], None] = lambda _call_id: None,
         max_pending: int = MAX_PENDING,
         retry_every: float = 1.0,
+        on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         self.tracker = CallTracker()
         self._pool = pool
@@ -69,6 +70,7 @@ class CallTimeline:
         self._answered: deque[Answered] = deque()
         self._max_pending = max_pending
         self._retry_every = retry_every
+        self._on_stored = on_stored  # told once a batch is committed (the live feed's wake-up)
         self._wake = asyncio.Event()
         self._dropped = 0
         self._failing = ""
@@ -135,6 +137,8 @@ class CallTimeline:
             self._failing = failing
             await asyncio.sleep(self._retry_every)
             return
+        if steps:
+            self._on_stored()
         if self._failing:
             log.info("call timeline: writing again")
             self._failing = ""

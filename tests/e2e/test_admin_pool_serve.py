@@ -62,11 +62,17 @@ async def test_an_http_import_holds_the_admin_pool_while_checks_keep_their_own(
     gateway: Gateway,
 ) -> None:
     observer = gateway.observer
+    # The live feed's hub holds a connection of its own, of neither pool (it LISTENs).
+    await server_reports(
+        observer, "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'dialguard-events'"
+    )
     pools = await observer.fetch(
         """SELECT application_name, count(*) AS n FROM pg_stat_activity
             WHERE datname = current_database() AND pid <> pg_backend_pid() GROUP BY 1 ORDER BY 1"""
     )
-    assert {r["application_name"]: r["n"] for r in pools} == {"dialguard": 2, "dialguard-admin": 1}
+    assert {r["application_name"]: r["n"] for r in pools} == {
+        "dialguard": 2, "dialguard-admin": 1, "dialguard-events": 1,
+    }  # fmt: skip
     headers = {"Authorization": f"Bearer {gateway.token}"}
     base = f"http://127.0.0.1:{gateway.http_port}"
     rest = asyncio.Event()

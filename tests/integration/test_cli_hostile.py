@@ -54,6 +54,7 @@ HOSTILE: list[list[str]] = [
     ["rules", "show", BINARY],
     ["rules", "explain", "not-a-number"],
     ["verify", "--bogus"],
+    ["calls", "tail", "--verdict", BINARY],
 ]
 
 

@@ -78,6 +78,8 @@ MATRIX = {
     ("GET", "/v1/numbers/{number}/explain"): READ,
     ("GET", "/v1/stats/verdicts"): READ,
     ("GET", "/v1/whoami"): READ,
+    ("GET", "/v1/decisions"): READ,
+    ("GET", "/v1/events"): READ,
 }
 
 

@@ -97,7 +97,11 @@ async def test_no_body_gets_a_500(pool: asyncpg.Pool, aiohttp_client: Any, route
     assert seen
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if r.query], ids=lambda r: f"{r.method} {r.path}")
+# A stream answers 200 and stays open: /v1/events meets hostile queries in test_events.py.
+QUERIED = [r for r in ROUTES if r.query and r.path != "/v1/events"]
+
+
+@pytest.mark.parametrize("route", QUERIED, ids=lambda r: f"{r.method} {r.path}")
 async def test_no_query_gets_a_500(pool: asyncpg.Pool, aiohttp_client: Any, route: Any) -> None:
     gate = Gate(pool=pool, rulebook=load_rulebook(), clock=fixed_clock(NOW), default_region="US")
     client = await aiohttp_client(create_app(settings=Settings(), pool=pool, gate=gate))

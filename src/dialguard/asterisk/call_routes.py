@@ -23,6 +23,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -104,6 +105,7 @@ class CallRoutes:
         sounds_dir: Path | None = None,
         decision_max_age: float = 600.0,
         db_within: float = 2.0,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.pool = pool
         self.keeper = keeper
@@ -115,6 +117,7 @@ class CallRoutes:
         self.sounds_dir = sounds_dir  # the gateway's copy of the prompts, for the evidence's text and hash
         self.decision_max_age = timedelta(seconds=decision_max_age)
         self.db_within = db_within
+        self.on_stored = on_stored or (lambda: None)  # told once a call event is committed (the live feed)
 
     # ------------------------------------------------------------ admission
 
@@ -143,6 +146,8 @@ class CallRoutes:
                 refusal = self._refusal(call_id, record, given)
                 if refusal is None and claim and not await claim_announce(conn, call_id, at=self.clock()):
                     refusal = Refusal("call_id.used", "this call id was announced before", call_id)
+                elif refusal is None and claim:
+                    self.on_stored()
         except StoreUnavailable as exc:
             # The database is away: the dialplan passes the number and campaign along with the call id,
             # so the notice still plays and an opt-out still reaches the journal. Nothing can be verified.
@@ -247,6 +252,7 @@ class CallRoutes:
         try:
             async with connection(self.pool, within=self.db_within) as conn:
                 await record_event(conn, call_id, kind, detail, at=self.clock())
+            self.on_stored()
         except StoreUnavailable as exc:
             log.warning("call %s: event %s not stored (%s)", call_id, kind, exc)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dialguard import __version__
-from dialguard.cli import admin, checks, gateway, lists, people
+from dialguard.cli import admin, calls, checks, gateway, lists, people
 from dialguard.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError
 from dialguard.clock import system_clock
 from dialguard.config import ConfigError, load_settings
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dialguard {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
-    for commands in (gateway, checks, people, lists, admin):
+    for commands in (gateway, checks, people, lists, admin, calls):
         commands.register(sub)
     return p
 

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from dialguard.asterisk.ami import AmiClient
 from dialguard.config import Settings
+from dialguard.events import EventHub
 from dialguard.gate import Gate
 from dialguard.metrics import Metrics
 from dialguard.originate import Originator
@@ -27,6 +28,7 @@ from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
 from dialguard.web.page import add_page_routes
 from dialguard.web.routes import ROUTES
+from dialguard.web.supervise import EVENTS_KEY, STREAM_KEY, StreamSettings, end_streams
 
 TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz reports on
 AMI_KEY = web.AppKey("ami", AmiClient)  # the AMI link /healthz reports on, when one is configured
@@ -67,11 +69,14 @@ def create_app(
     tasks: Supervisor | None = None,
     originator: Originator | None = None,
     ami: AmiClient | None = None,
+    events: EventHub | None = None,
+    event_stream: StreamSettings | None = None,
 ) -> web.Application:
     """``pool`` and ``gate`` serve the call path (POST /v1/checks, /healthz); ``admin_pool`` and
     ``admin_gate`` (the same rules on the admin pool) every other route. ``serve`` always passes both;
     without them (tests, tools) admin work shares the call path's pool. ``tasks``: the background work
-    /healthz reports on."""
+    /healthz reports on. ``events``: the process's event hub, which GET /v1/events streams from
+    (none: that route answers 503)."""
     if (admin_pool is None) != (admin_gate is None):
         raise ValueError("give both admin_pool and admin_gate, or neither")
     app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=[json_errors])
@@ -88,6 +93,10 @@ def create_app(
         app[ORIGINATOR_KEY] = originator
     if ami is not None:
         app[AMI_KEY] = ami
+    if events is not None:
+        app[EVENTS_KEY] = events
+        app.on_shutdown.append(end_streams)
+    app[STREAM_KEY] = event_stream or StreamSettings()
     document = openapi_document()
 
     async def openapi(request: web.Request) -> web.Response:

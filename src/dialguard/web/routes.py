@@ -3,6 +3,6 @@ document are all built from this one table."""
 
 from __future__ import annotations
 
-from dialguard.web import api, calls_routes, numbers_route
+from dialguard.web import api, calls_routes, numbers_route, supervise
 
-ROUTES = (*api.ROUTES, *calls_routes.ROUTES, *numbers_route.ROUTES)
+ROUTES = (*api.ROUTES, *calls_routes.ROUTES, *numbers_route.ROUTES, *supervise.ROUTES)
