@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -178,6 +178,7 @@ class Gate:
         writer: str | None = None,
         shadow_rulebook: RuleBook | None = None,
         roaming: RoamingService | None = None,
+        observe: Callable[[GateDecision, float], None] | None = None,
     ) -> None:
         self.pool = pool
         self.rulebook = rulebook
@@ -191,6 +192,7 @@ class Gate:
         self.shadow_rulebook = shadow_rulebook
         self.shadow_differences = 0
         self.roaming = roaming  # None: no HLR configured; a look-up the rules ask for is unknown
+        self.observe = observe  # told of every decision and the seconds it took (the metrics)
 
     def parse(self, raw: str) -> NumberFacts | InvalidNumber:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
@@ -199,7 +201,10 @@ class Gate:
         """Decide one call, store the decision, and log one line for it (every entry point comes here)."""
         started = time.perf_counter()
         result = await self._check(request)
-        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        seconds = time.perf_counter() - started
+        if self.observe is not None:
+            self.observe(result, seconds)
+        latency_ms = round(seconds * 1000, 1)
         DECISIONS.info(
             "%s %s campaign %s call %s number %s via %s in %.1f ms%s",
             result.verdict, result.decision.reason, result.campaign, result.call_id, result.number_text,
