@@ -50,8 +50,10 @@ def build_gate(
     roaming: RoamingService | None = None,
     *,
     rules_of: Gate | None = None,
+    metrics: Metrics | None = None,
 ) -> Gate:
-    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again."""
+    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again;
+    ``metrics``: told of every decision."""
     shadow = None
     if rules_of is not None:
         shadow = rules_of.shadow_rulebook
@@ -69,6 +71,7 @@ def build_gate(
         writer=settings.gate.writer or None,
         shadow_rulebook=shadow,
         roaming=roaming,
+        observe=metrics.observe_check if metrics is not None else None,
     )
 
 
@@ -105,8 +108,17 @@ async def serve(
         journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
-        roaming = await stack.enter_async_context(open_roaming(settings.hlr, pool=pool, clock=clock))
-        await _run(settings, pool, admin_pool, clock, roaming, journal, stop)
+        metrics = Metrics(clock=clock)
+        metrics.watch_pool("call", pool)
+        metrics.watch_pool("admin", admin_pool)
+        metrics.watch_journal(journal)
+        metrics.watch_national_lists(admin_pool)  # a scrape never takes a connection a call needs
+        roaming = await stack.enter_async_context(
+            open_roaming(settings.hlr, pool=pool, clock=clock, observe=metrics.observe_hlr_lookup)
+        )
+        if roaming is not None:
+            metrics.watch_breaker(roaming.breaker)
+        await _run(settings, pool, admin_pool, clock, roaming, journal, metrics, stop)
 
 
 async def _run(
@@ -116,13 +128,14 @@ async def _run(
     clock: Clock,
     roaming: RoamingService | None,
     journal: OptOutJournal,
+    metrics: Metrics,
     stop: asyncio.Event,
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
-    gate = build_gate(settings, pool, clock, roaming)
-    metrics = Metrics()
+    gate = build_gate(settings, pool, clock, roaming, metrics=metrics)
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
-    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate)  # scrubs judge here
+    # Scrubs judge here (a look-ahead is no decision: it is not counted as a check).
+    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate, metrics=metrics)
     calls = CallRoutes(
         pool=pool,
         keeper=keeper,

@@ -98,8 +98,10 @@ def create_app(
         exposition = metrics
 
         async def prometheus(request: web.Request) -> web.Response:
-            """Prometheus text exposition; no numbers or secrets are in it, so no token (as /healthz)."""
-            return web.Response(body=exposition.render(), content_type="text/plain", charset="utf-8")
+            """Prometheus text exposition; no numbers or secrets are in it, so no token (as /healthz).
+            What it reads from the database is cached, so scraping it often costs the database nothing."""
+            body = await exposition.scrape()
+            return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
         app.router.add_get("/metrics", prometheus)
     app.router.add_get("/v1/openapi.json", openapi)
