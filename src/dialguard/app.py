@@ -13,6 +13,7 @@ from aiohttp import web
 
 from dialguard.asterisk.agi_routes import agi_routes
 from dialguard.asterisk.agi_server import AgiServer
+from dialguard.asterisk.ami import AmiClient
 from dialguard.asterisk.call_routes import CallRoutes
 from dialguard.clock import Clock, system_clock
 from dialguard.config import Settings
@@ -22,12 +23,15 @@ from dialguard.hlr.setup import open_roaming
 from dialguard.journal import OptOutJournal
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
+from dialguard.originate import OriginateSettings, Originator
+from dialguard.pacing import Pacer
 from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
 from dialguard.store.sealing import seal
+from dialguard.timeline import CallTimeline
 from dialguard.watchdog import LoopWatchdog, Supervisor, SystemdNotifier
 from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
@@ -73,6 +77,35 @@ def build_gate(
         roaming=roaming,
         observe=metrics.observe_check if metrics is not None else None,
     )
+
+
+def build_ami(
+    settings: Settings, pool: asyncpg.Pool, gate: Gate, clock: Clock, pacer: Pacer
+) -> tuple[CallTimeline | None, AmiClient | None, Originator]:
+    """The AMI half, when ``ami.secret`` is set: the link, the timeline it feeds, and originations.
+    Without it the originator still answers (503: no AMI link configured)."""
+    a = settings.ami
+    timeline = ami = None
+    originator = Originator(
+        gate=gate,
+        pool=pool,
+        ami=None,
+        timeline=None,
+        pacer=pacer,
+        clock=clock,
+        settings=OriginateSettings(
+            a.originate_channel, a.originate_context, a.ring_seconds, a.caller_id, settings.calls.sound_prefix
+        ),
+    )
+    if a.secret is not None:
+        timeline = CallTimeline(pool=pool, clock=clock, on_call_ended=originator.call_ended)
+        ami = AmiClient(
+            host=a.host, port=a.port, username=a.username, secret=a.secret.value, on_event=timeline.on_event,
+            action_timeout=a.action_timeout, ping_interval=a.ping_interval, ping_timeout=a.ping_timeout,
+        )  # fmt: skip
+        originator.ami = ami
+        originator.timeline = timeline
+    return timeline, ami, originator
 
 
 async def seal_once(pool: asyncpg.Pool) -> None:
@@ -160,6 +193,8 @@ async def _run(
         route_lifetimes={"check": settings.agi.check_lifetime},
     )
     tasks = Supervisor(expected=(StoreUnavailable,))  # a database outage is no surprise
+    pacer = Pacer(clock)
+    timeline, ami, originator = build_ami(settings, pool, gate, clock, pacer)
     runner = web.AppRunner(
         create_app(
             settings=settings,
@@ -169,6 +204,8 @@ async def _run(
             admin_gate=admin_gate,
             metrics=metrics,
             tasks=tasks,
+            originator=originator,
+            ami=ami,
         ),
         access_log_class=PathOnlyAccessLogger,
     )
@@ -194,6 +231,8 @@ async def _run(
                 tg.create_task(tasks.every("sealer", SEAL_EVERY, lambda: seal_once(pool))),
                 tg.create_task(tasks.every("journal_replay", REPLAY_EVERY, lambda: journal.replay(pool))),
             ]
+            if ami is not None and timeline is not None:
+                background += [tg.create_task(ami.run()), tg.create_task(timeline.run())]
             await stop.wait()
             for task in background:
                 task.cancel()

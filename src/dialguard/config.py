@@ -95,7 +95,15 @@ class AmiSettings:
     host: str = "127.0.0.1"
     port: int = 5038
     username: str = "dialguard"
-    secret: Secret | None = None
+    secret: Secret | None = None  # none: no AMI link (no timelines, POST /v1/calls answers 503)
+    action_timeout: float = 5.0  # seconds Asterisk has to answer an action
+    ping_interval: float = 10.0  # a Ping this often finds a half-open link
+    ping_timeout: float = 5.0
+    # Where POST /v1/calls places a call: {e164} is +15551234567, {digits} the same without the +.
+    originate_channel: str = "PJSIP/{e164}@trunk"
+    originate_context: str = "dialguard-originate"
+    ring_seconds: int = 20  # TSR and Ofcom: let it ring at least 15 s (or four rings)
+    caller_id: str = ""  # e.g. "Acme Sales" <+15550100>; empty: the trunk's
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +350,29 @@ def _validate(s: Settings) -> None:
         )
     if s.agi.check_lifetime <= 0 or s.agi.max_sessions < 0:
         raise ConfigError("agi.check_lifetime must be more than 0 seconds, agi.max_sessions 0 (auto) or more")
+    for key, seconds in (
+        ("ami.action_timeout", s.ami.action_timeout),
+        ("ami.ping_interval", s.ami.ping_interval),
+        ("ami.ping_timeout", s.ami.ping_timeout),
+    ):
+        if not seconds > 0:
+            raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
+    if not 15 <= s.ami.ring_seconds <= 300:
+        raise ConfigError(
+            f"ami.ring_seconds: {s.ami.ring_seconds} is not 15-300 (the TSR and Ofcom ask for at least 15 s)"
+        )
+    if not ("{e164}" in s.ami.originate_channel or "{digits}" in s.ami.originate_channel):
+        raise ConfigError(
+            "ami.originate_channel: must name the number as {e164} or {digits}, e.g. PJSIP/{e164}@trunk"
+        )
+    try:
+        s.ami.originate_channel.format(e164="+1", digits="1")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"ami.originate_channel: only {{e164}} and {{digits}} may be named ({exc})"
+        ) from None
+    if any(c in f"{s.ami.originate_channel}{s.ami.originate_context}{s.ami.caller_id}" for c in "\r\n"):
+        raise ConfigError("ami.originate_channel, originate_context and caller_id: one line each")
     if s.agi.backlog < 1:
         raise ConfigError("agi.backlog: must be at least 1")
     if s.database.pool_size < 1:

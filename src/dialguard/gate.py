@@ -26,6 +26,7 @@ import asyncpg
 
 from dialguard.clock import Clock
 from dialguard.hlr.service import RoamingService
+from dialguard.language import language_for
 from dialguard.numbers import (
     EmergencyNumber,
     InvalidLeadState,
@@ -93,6 +94,7 @@ class CheckRequest:
     at: datetime | None = None  # dry runs may ask about another instant
     channel: str = "cli"  # agi, http, cli, scrub: kept as evidence
     keep: bool = True  # False: a lead-list scrub's look-ahead, not stored (its output file is its record)
+    call_id: uuid.UUID | None = None  # given by an origination, whose call id was promised first
 
     def __post_init__(self) -> None:
         if self.record and self.at is not None:
@@ -140,6 +142,21 @@ class GateDecision:
         if isinstance(self.number, EmergencyNumber):
             return self.number.digits  # what the dialplan dials: 911, not the 9911 dialled
         return self.number.raw
+
+    def channel_variables(self) -> dict[str, str]:
+        """The DIALGUARD_* channel variables of the contract, as a check route or an origination sets them."""
+        d = self.decision
+        region = self.number.region if isinstance(self.number, NumberFacts) else None
+        return {
+            "DIALGUARD_CALL_ID": str(self.call_id),
+            # E.164; for an emergency number the digits the service is dialled as (911, not 9911).
+            "DIALGUARD_NUMBER": "" if isinstance(self.number, InvalidNumber) else self.number_text,
+            "DIALGUARD_REASONS": ",".join(d.codes),
+            "DIALGUARD_REASON": d.reason,
+            "DIALGUARD_LANG": language_for(region),
+            "DIALGUARD_NEXT_CALLABLE": d.next_callable_at.isoformat() if d.next_callable_at else "",
+            "DIALGUARD_VERDICT": str(d.verdict),
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The decision JSON of the contract (API, ``check --json``, evidence)."""
@@ -276,7 +293,7 @@ class Gate:
         an emergency number (allowed), an unparsable number and an unreadable lead state (blocked)."""
         now = request.at or self.clock()
         campaign_name = request.campaign or self.default_campaign
-        call_id = uuid.uuid4()
+        call_id = request.call_id or uuid.uuid4()
         channel = {"channel": request.channel}
         emergency = emergency_number(request.number, region=self.default_region, dial_prefix=self.dial_prefix)
         if emergency is not None:

@@ -1057,6 +1057,16 @@ class Channel:
     def _app_mixmonitor(self, data: str) -> None:
         pass
 
+    # Sound and AMI: what they did is in the channel's events; the run goes on as Asterisk's does.
+    def _app_playback(self, data: str) -> None:
+        pass
+
+    def _app_saydigits(self, data: str) -> None:
+        pass
+
+    def _app_userevent(self, data: str) -> None:
+        pass
+
     def _app_dial(self, data: str) -> None:
         args = separate_args(data, ",", remove_chars=True, arraylen=4)
         options = _options(args[2] if len(args) > 2 else "")

@@ -576,3 +576,46 @@ async def test_a_stored_opt_out_key_that_cannot_work_falls_back_to_the_default(
     run = await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"]))
     assert ["STREAM", "FILE", notice("en"), "9"] == streams(run)[0][:4]
     assert run.variables["DIALGUARD_OPTOUT"] == "1"
+
+
+# ------------------------------------------------------------------ the opt-out key during the call
+
+
+async def test_the_opt_out_key_during_a_call_is_stored_even_after_the_decision_is_old(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    journal = OptOutJournal(tmp_path / "journal.jsonl")
+    call_id = await decided(pool, NEW_YORK)
+    # Twenty minutes into the call: past calls.decision_max_age, which bounds answering, not stopping.
+    later = NOW + timedelta(minutes=20)
+    keeper = OptOutKeeper(pool=pool, journal=journal, metrics=Metrics(), clock=fixed_clock(later))
+    calls = CallRoutes(pool=pool, keeper=keeper, rulebook=RULES, clock=fixed_clock(later), sounds_dir=SOUNDS)
+    gate = Gate(pool=pool, rulebook=RULES, clock=fixed_clock(NOW), default_region="US")
+    server = AgiServer(routes=agi_routes(gate=gate, calls=calls), host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        run = await FakeAsterisk("127.0.0.1", server.port).agi("optout", call_id, NEW_YORK, "notices")
+    finally:
+        await server.close()
+    assert run.variables["DIALGUARD_OPTOUT"] == "1"
+    assert await next_check(pool, NEW_YORK) == "dnc.internal"
+    assert "optout" in await kinds(pool, call_id)
+
+
+async def test_the_opt_out_key_with_an_unknown_call_id_is_kept_by_the_number_given(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    await decided(pool, NEW_YORK)  # the campaign exists; this call id is none of its decisions
+    run = await asterisk.agi("optout", str(uuid.uuid4()), MIAMI, "notices")
+    assert run.variables["DIALGUARD_OPTOUT"] == "1"
+    assert await next_check(pool, MIAMI) == "dnc.internal"
+
+
+async def test_the_opt_out_key_with_nothing_to_go_on_says_so(
+    pool: asyncpg.Pool, gateway: tuple[FakeAsterisk, OptOutJournal]
+) -> None:
+    asterisk, _ = gateway
+    run = await asterisk.agi("optout", str(uuid.uuid4()))
+    assert run.variables["DIALGUARD_OPTOUT"] == "NO"
+    assert run.variables["DIALGUARD_REFUSED_REASON"] == "call_id.unknown"

@@ -282,6 +282,58 @@ def test_an_originated_call_refused_or_opted_out_never_reaches_an_agent(
     assert chan.context == "dialguard-originate"
 
 
+def test_an_agent_first_call_is_put_through_at_once_with_the_opt_out_key_armed(dp: Dialplan) -> None:
+    gate = GateAnswers(announce={"DIALGUARD_ANNOUNCE": "OK"})
+    dialled: list[str] = []
+
+    def agent(dialstring: str, chan: Channel) -> str:
+        dialled.append(dialstring)
+        return "ANSWER"
+
+    chan = call(
+        dp, "dialguard-originate", "s", variables={**ORIGINATED, "DIALGUARD_ANSWER_PATH": "agent_first"},
+        agi=gate, dial=agent,
+    )  # fmt: skip
+    assert gate.sessions == []  # no notice before the agent: the 2-second rule
+    assert dialled == [dp.globals["DIALGUARD_AGENT_DIAL"]]
+    assert chan.variables["DYNAMIC_FEATURES"] == "dialguard-optout"
+    dial = next(e for e in chan.events if e.kind == "Dial")
+    assert dial.data == f"{dp.globals['DIALGUARD_AGENT_DIAL']},{dp.globals['DIALGUARD_AGENT_WAIT']}"
+    assert chan.ended == "Bridged"
+
+
+def test_an_agent_first_call_no_agent_takes_gets_the_abandonment_message(dp: Dialplan) -> None:
+    variables = {
+        **ORIGINATED, "DIALGUARD_ANSWER_PATH": "agent_first",
+        "DIALGUARD_ABANDON_PROMPT": "dialguard/en/dialguard-abandoned",
+        "DIALGUARD_CALLBACK_PROMPT": "dialguard/en/dialguard-callback", "DIALGUARD_CALLBACK": "18005550100",
+    }  # fmt: skip
+    chan = call(dp, "dialguard-originate", "s", variables=variables, dial=lambda d, c: "NOANSWER")
+    told = [(e.kind, e.data) for e in chan.events if e.kind in ("UserEvent", "Playback", "SayDigits")]
+    assert told == [
+        ("UserEvent", f"DialguardAbandoned,CallID: {CALL_ID}"),
+        ("Playback", "dialguard/en/dialguard-abandoned"),
+        ("Playback", "dialguard/en/dialguard-callback"),
+        ("SayDigits", "18005550100"),
+    ]
+    assert chan.ended == "Hangup()"
+
+
+def test_the_opt_out_key_during_the_call_asks_the_gate_and_ends_the_call(dp: Dialplan) -> None:
+    gate = GateAnswers()
+    chan = call(dp, "dialguard-optout-key", "s", variables=ORIGINATED, agi=gate)
+    assert gate.sessions == [("optout", [CALL_ID, "+12025550143", "spring"])]
+    assert chan.ended == "Hangup()"  # even with the gate unreachable: the callee asked to stop
+
+
+def test_the_features_file_arms_the_key_the_dialplan_names(dp: Dialplan) -> None:
+    features = (ROOT / "asterisk-conf" / "features_dialguard.conf").read_text()
+    (line,) = [x for x in features.splitlines() if x.startswith("dialguard-optout =>")]
+    key, activate_on, app = (part.strip() for part in line.split("=>", 1)[1].split(",", 2))
+    assert (key, activate_on, app) == ("9", "self", "Gosub(dialguard-optout-key,s,1)")
+    assert "dialguard-optout-key" in dp.contexts
+
+
 @pytest.mark.parametrize("announce", [{"DIALGUARD_ANNOUNCE": "OK"}, None])
 def test_an_originated_call_announced_or_with_the_gate_away_goes_to_the_agents(
     dp: Dialplan, announce: dict[str, str] | None
@@ -304,6 +356,9 @@ MODULE_OF_APP: dict[str, str | None] = {
     "ExecIf": "app_exec",  # apps/app_exec.c
     "Verbose": "app_verbose",  # apps/app_verbose.c
     "MixMonitor": "app_mixmonitor",  # apps/app_mixmonitor.c
+    "Playback": "app_playback",  # apps/app_playback.c
+    "UserEvent": "app_userevent",  # apps/app_userevent.c
+    "SayDigits": None,  # main/pbx_builtins.c
     "Set": None,  # main/pbx_variables.c
     "Goto": None,  # main/pbx_builtins.c
     "GotoIf": None,
@@ -322,7 +377,10 @@ MODULE_OF_FUNCTION = {
     "CALLERID": "func_callerid",
     "CHANNEL": "func_channel",
 }
-MODULE_OF_TECHNOLOGY = {"PJSIP": "chan_pjsip", "SIP": "chan_sip", "IAX2": "chan_iax2", "DAHDI": "chan_dahdi"}
+MODULE_OF_TECHNOLOGY = {
+    "PJSIP": "chan_pjsip", "SIP": "chan_sip", "IAX2": "chan_iax2", "DAHDI": "chan_dahdi",
+    "Local": None,  # main/core_local.c: built in
+}  # fmt: skip
 ALWAYS = {
     "pbx_config",  # loads extensions.conf
     "res_speech",  # res_agi requires it
@@ -349,8 +407,8 @@ def modules_needed(dp: Dialplan) -> set[str]:
             assert function in MODULE_OF_FUNCTION, f"${{{function}(...)}} at line {entry.lineno}: module?"
             needed.add(MODULE_OF_FUNCTION[function])
     for value in dp.globals.values():
-        if m := re.match(r"(\w+)/", value):
-            needed.add(MODULE_OF_TECHNOLOGY[m.group(1)])
+        if (m := re.match(r"(\w+)/", value)) and (module := MODULE_OF_TECHNOLOGY[m.group(1)]):
+            needed.add(module)
     return needed
 
 

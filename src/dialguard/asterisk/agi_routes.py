@@ -11,10 +11,8 @@ import logging
 from collections.abc import Mapping
 
 from dialguard.asterisk.agi_server import AgiSession, Handler
-from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute
+from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute, OptOutRoute
 from dialguard.gate import CheckRequest, Gate
-from dialguard.language import language_for
-from dialguard.numbers import InvalidNumber, NumberFacts
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +33,12 @@ class CheckRoute:
                 number=number, campaign=campaign, record=True, lead_subdivision=lead_state, channel="agi"
             )
         )
-        decision = result.decision
-        region = result.number.region if isinstance(result.number, NumberFacts) else None
-        variables = {
-            "DIALGUARD_CALL_ID": str(result.call_id),
-            # E.164; for an emergency number the digits the service is dialled as (911, not 9911).
-            "DIALGUARD_NUMBER": "" if isinstance(result.number, InvalidNumber) else result.number_text,
-            "DIALGUARD_REASONS": ",".join(decision.codes),
-            "DIALGUARD_REASON": decision.reason,
-            "DIALGUARD_LANG": language_for(region),
-            "DIALGUARD_NEXT_CALLABLE": decision.next_callable_at.isoformat()
-            if decision.next_callable_at
-            else "",
-        }
-        # One round trip for the six, not six: the verdict alone needs a command of its own.
+        variables = result.channel_variables()
+        # The verdict goes last, by a command of its own: a session cut short leaves it empty, and the
+        # dialplan blocks on empty. The six others go in one round trip.
+        verdict = variables.pop("DIALGUARD_VERDICT")
         await session.set_variables(variables)
-        # The verdict goes last: a session cut short leaves it empty, and the dialplan blocks on empty.
-        await session.set_variable("DIALGUARD_VERDICT", str(decision.verdict))
+        await session.set_variable("DIALGUARD_VERDICT", verdict)
 
 
 def agi_routes(*, gate: Gate, calls: CallRoutes | None = None) -> Mapping[str, Handler]:
@@ -59,4 +46,5 @@ def agi_routes(*, gate: Gate, calls: CallRoutes | None = None) -> Mapping[str, H
     if calls is not None:
         routes["announce"] = AnnounceRoute(calls=calls)
         routes["consent"] = ConsentRoute(calls=calls)
+        routes["optout"] = OptOutRoute(calls=calls)
     return routes

@@ -118,8 +118,10 @@ class CallRoutes:
 
     # ------------------------------------------------------------ admission
 
-    async def admit(self, session: AgiSession, *, claim: bool) -> CallContext | Refusal:
-        """The call's context, or why it must not go on. ``claim``: this answer uses up the call id."""
+    async def admit(self, session: AgiSession, *, claim: bool, optout: bool = False) -> CallContext | Refusal:
+        """The call's context, or why it must not go on. ``claim``: this answer uses up the call id.
+        ``optout``: the callee asked to stop; that is honoured whatever the decision's age or verdict,
+        and from the dialplan's arguments when no decision has the call id."""
         args = session.request.args
         try:
             call_id = uuid.UUID(args[0].strip()) if args and args[0].strip() else None
@@ -131,6 +133,13 @@ class CallRoutes:
         try:
             async with connection(self.pool, within=self.db_within) as conn:
                 record = await call_by_id(conn, call_id)
+                if optout:
+                    record = record or self._from_arguments(call_id, args)
+                    if record is None:
+                        return Refusal(
+                            "call_id.unknown", "no decision has this call id, no number given", call_id
+                        )
+                    return self._context(record, verified=True)
                 refusal = self._refusal(call_id, record, given)
                 if refusal is None and claim and not await claim_announce(conn, call_id, at=self.clock()):
                     refusal = Refusal("call_id.used", "this call id was announced before", call_id)
@@ -320,6 +329,24 @@ class AnnounceRoute:
         await calls.event(call_id, "recording", {"allowed": answer.allowed, **answer.detail})
         await session.set_variable("DIALGUARD_RECORD", "YES" if answer.allowed else "NO")
         await session.set_variable("DIALGUARD_ANNOUNCE", "OK")
+
+
+class OptOutRoute:
+    """``optout``: the callee pressed the opt-out key during the call (an agent_first call's
+    features.conf key): the opt-out is kept (database, or the journal), then DIALGUARD_OPTOUT=1."""
+
+    def __init__(self, *, calls: CallRoutes) -> None:
+        self.calls = calls
+
+    async def __call__(self, session: AgiSession) -> None:
+        ctx = await self.calls.admit(session, claim=False, optout=True)
+        if isinstance(ctx, Refusal):
+            await self.calls.refuse(session, ctx, "DIALGUARD_OPTOUT")
+            return
+        try:
+            await self.calls.opt_out(session, ctx, ctx.optout_digit, self.calls.clock())
+        except ChannelHungUp:
+            await self.calls.event(ctx.record.call_id, "hangup", {"during": "confirmation"})
 
 
 def _notice_event(had_notice: bool, pressed: str | None, result: PlaybackResult) -> str:

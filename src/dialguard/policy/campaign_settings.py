@@ -32,11 +32,27 @@ def _flag(name: str) -> Callable[[Any], str | None]:
     return lambda value: None if isinstance(value, bool) else f"{name}: true or false"
 
 
+def _bounded(
+    name: str, low: float, high: float, example: str, *, whole: bool = False
+) -> Callable[[Any], str | None]:
+    kinds = int if whole else int | float
+
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, kinds) and not isinstance(value, bool) and low <= value <= high
+        what = "a whole number" if whole else "a number"
+        return None if ok else f"{name}: {what} from {low:g} to {high:g}, e.g. {example}"
+
+    return check
+
+
 SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "language": _language,
     "optout_digit": _optout_digit,
     "roaming": _flag("roaming"),  # ask the HLR for this campaign's calls
     "allow_roamers": _flag("allow_roamers"),  # a roamer may be called, inside the window where they are
+    # POST /v1/calls pacing, per gateway: calls ringing or talking at once, and new calls a second
+    "max_concurrent_calls": _bounded("max_concurrent_calls", 1, 10_000, "30", whole=True),
+    "calls_per_second": _bounded("calls_per_second", 0.01, 1_000, "2.5"),
 }
 
 

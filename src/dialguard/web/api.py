@@ -656,6 +656,6 @@ def guarded(route: Route) -> ApiHandler:
     return handler
 
 
-def add_api_routes(app: web.Application) -> None:
-    for route in ROUTES:
+def add_api_routes(app: web.Application, routes: tuple[Route, ...]) -> None:
+    for route in routes:
         app.router.add_route(route.method, route.path, guarded(route))

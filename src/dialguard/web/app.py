@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dialguard.asterisk.ami import AmiClient
 from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.metrics import Metrics
+from dialguard.originate import Originator
 from dialguard.store.db import Pool
 from dialguard.watchdog import Supervisor
 from dialguard.web.api import (
@@ -19,10 +21,13 @@ from dialguard.web.api import (
     REGION_KEY,
     add_api_routes,
 )
+from dialguard.web.calls_routes import ORIGINATOR_KEY
 from dialguard.web.errors import json_errors
 from dialguard.web.openapi import openapi_document
+from dialguard.web.routes import ROUTES
 
 TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz reports on
+AMI_KEY = web.AppKey("ami", AmiClient)  # the AMI link /healthz reports on, when one is configured
 
 
 # Read in the one round trip /healthz makes anyway: autovacuum works only with track_counts on.
@@ -56,6 +61,10 @@ async def healthz(request: web.Request) -> web.Response:
         if down:
             body["down"] = down
         return web.json_response(body, status=503)
+    ami = request.app.get(AMI_KEY)
+    if ami is not None and not ami.is_up:
+        # Checks go on without AMI; originations and timelines wait for it.
+        down["ami"] = {"error": f"{ami.status.state}: {ami.status.error}".rstrip(": "), "failures": 0}
     body = {"status": "degraded", "down": down} if down else {"status": "ok"}
     if warnings := statistics_warnings(autovacuum=autovacuum, track_counts=track_counts):
         body["warnings"] = warnings
@@ -71,6 +80,8 @@ def create_app(
     admin_gate: Gate | None = None,
     metrics: Metrics | None = None,
     tasks: Supervisor | None = None,
+    originator: Originator | None = None,
+    ami: AmiClient | None = None,
 ) -> web.Application:
     """``pool`` and ``gate`` serve the call path (POST /v1/checks, /healthz); ``admin_pool`` and
     ``admin_gate`` (the same rules on the admin pool) every other route. ``serve`` always passes both;
@@ -88,6 +99,10 @@ def create_app(
     app[MAX_BODY_KEY] = settings.http.max_body_bytes
     if tasks is not None:
         app[TASKS_KEY] = tasks
+    if originator is not None:
+        app[ORIGINATOR_KEY] = originator
+    if ami is not None:
+        app[AMI_KEY] = ami
     document = openapi_document()
 
     async def openapi(request: web.Request) -> web.Response:
@@ -105,7 +120,7 @@ def create_app(
 
         app.router.add_get("/metrics", prometheus)
     app.router.add_get("/v1/openapi.json", openapi)
-    add_api_routes(app)
+    add_api_routes(app, ROUTES)
     app.on_response_prepare.append(_plain_headers)
     return app
 

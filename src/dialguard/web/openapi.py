@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dialguard import __version__
-from dialguard.web.api import ROUTES, Route
+from dialguard.web.api import Route
+from dialguard.web.routes import ROUTES
 from dialguard.web.validate import body_schema
 
 ERROR = {

@@ -1,0 +1,8 @@
+"""Every /v1 route, from the modules that define them: the router, the role checks and the OpenAPI
+document are all built from this one table."""
+
+from __future__ import annotations
+
+from dialguard.web import api, calls_routes
+
+ROUTES = (*api.ROUTES, *calls_routes.ROUTES)
