@@ -47,7 +47,7 @@ SELECT
                              'fetched_at', fetched_at)
      FROM hlr_cache WHERE number = $1) AS hlr,
   -- Only for a campaign whose purpose a cap counts ($6: the purpose of one with no row), and then
-  -- through the index whatever the planner believes (migration 0007).
+  -- through the index whatever the planner believes (migration 0009).
   CASE WHEN coalesce((SELECT purpose FROM campaigns WHERE name = $2), $6) = ANY($5::text[])
        THEN dialguard_recent_attempts($1, $3) ELSE '[]' END AS attempts,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'area', area, 'reason', reason,
