@@ -280,3 +280,14 @@ async def test_with_the_database_away_a_scrape_still_answers_and_says_what_was_n
     assert await journal.replay(through) == 1
     samples = await scrape(client)
     assert samples[("dialguard_optout_journal_lines", labels())] == 0
+
+
+async def test_the_journal_depth_counts_whole_lines_only(tmp_path: Path) -> None:
+    """A line torn by a crash is no opt-out yet; a blank line is none; an unreadable one still waits."""
+    journal = OptOutJournal(tmp_path / "optouts.jsonl", clock=fixed_clock(NOW))
+    assert journal.depth() == 0  # no file yet
+    for _ in range(2):
+        await journal.append(OptOut(uuid.uuid4(), PL_MOBILE, uuid.uuid4(), "default", "9", NOW))
+    with journal.path.open("ab") as f:
+        f.write(b'\nnot json\n{"id": "torn')
+    assert journal.depth() == 3
