@@ -17,7 +17,13 @@ that visit the servers in turn.
     .venv/bin/python bench/gate_latency.py [--sessions 2000] [--rounds 5] [--concurrency 1,50,200]
                                            [--rules packs|small]
                                            [--roaming]   (adds gates asking an HLR: warm cache, cold cache)
-                                           [--also-without mset,reset]   (gates with an issue-15 lever undone)
+                                           [--also-without mset,reset,facts]   (gates with a lever undone)
+                                           [--purpose debt_collection] [--stale-attempts 20000]
+
+``--stale-attempts N`` sets issue 15's trap: attempts is analyzed while empty with autovacuum off for it,
+the gates plan their statements during the warm-up, then N attempts of other numbers are inserted before
+the measured rounds. ``gate -facts`` reads attempts as the fact query did before (inline, for every
+purpose); ``--purpose`` is the bench campaign's (informational by default: no US cap counts it).
 
 Database: $DIALGUARD_TEST_DSN (a server; a scratch database is created and dropped), else the
 embedded PostgreSQL in a temporary directory.
@@ -29,12 +35,13 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
@@ -47,6 +54,10 @@ from dialguard.store.db import create_pool  # noqa: E402
 from dialguard.store.migrate import migrate  # noqa: E402
 
 DNC_ROWS = 100_000
+# The attempts column of the fact query before issue 15: inline, read whenever any cap exists.
+ATTEMPTS_BEFORE = """  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'at', at, 'campaign', campaign, 'purpose', purpose)), '[]')
+     FROM attempts WHERE number = $1 AND $3::timestamptz IS NOT NULL AND at > $3) AS attempts,"""
 NUMBERS = [f"+1212{n:07d}" for n in range(5_550_000, 5_560_000)]
 
 
@@ -80,6 +91,27 @@ async def serve_gate(
                 await self.set_variable(name, value)
 
         AgiSession.set_variables = one_by_one  # type: ignore[assignment,method-assign]
+    if "facts" in without:  # issue 15's fact query undone: attempts inline, for every purpose
+        import dialguard.gate
+        from dialguard.store import facts
+
+        before = re.sub(
+            r"  -- Only for a campaign.*?END AS attempts,",
+            lambda _: ATTEMPTS_BEFORE,
+            facts._FACTS_SQL,
+            flags=re.S,
+        )
+        before = before.replace("$7", "$5").replace("$8", "$6")
+        assert before != facts._FACTS_SQL
+
+        async def read_facts(conn: Any, *, number: str, campaign: str, attempts: Any, now: Any) -> Any:
+            since = attempts.since if attempts else None
+            row = await conn.fetchrow(
+                before, number, campaign, since, now, int(number[1:]), facts.prefixes_of(number)
+            )
+            return facts._parse(row)
+
+        dialguard.gate.read_facts = read_facts  # type: ignore[assignment]
     pool = await create_pool(dsn, size=10)
     rulebook = load_rulebook() if rules == "packs" else simple_rulebook()
     service = None
@@ -188,11 +220,14 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def seed(dsn: str) -> None:
+async def seed(dsn: str, purpose: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
-        await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', 'informational')")
+        await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', $1)", purpose)
+        await conn.execute(
+            "ALTER TABLE attempts SET (autovacuum_enabled = off)"
+        )  # as on a server with it off
         # The same calls with an HLR look-up asked for by the campaign (roaming servers).
         await conn.execute(
             """INSERT INTO campaigns (name, purpose, settings)
@@ -209,6 +244,22 @@ async def seed(dsn: str) -> None:
             "dnc_entries", records=rows, columns=["number", "list_name", "source"]
         )
         await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def add_other_attempts(dsn: str, rows: int) -> None:
+    """Attempts of numbers the bench never calls, inside every cap's period: the table grows under plans
+    made while it was empty (seed's ANALYZE ran before any attempt)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """INSERT INTO attempts (number, campaign, purpose, call_id, at)
+               SELECT '+1646555' || lpad((g % 5000)::text, 4, '0'), 'other', 'debt_collection',
+                      gen_random_uuid(), now() - g * interval '1 second'
+                 FROM generate_series(1, $1) g""",
+            rows,
+        )
     finally:
         await conn.close()
 
@@ -237,7 +288,7 @@ async def run(args: argparse.Namespace) -> None:
 async def _run(args: argparse.Namespace, dsn: str) -> None:
     procs: list[subprocess.Popen[str]] = []
     try:
-        await seed(dsn)
+        await seed(dsn, args.purpose)
         gate, gate_port = spawn("gate", dsn, args.rules)
         base, base_port = spawn("baseline", dsn, args.rules)
         base7, base7_port = spawn("baseline7", dsn, args.rules)
@@ -261,11 +312,16 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             servers["gate, HLR warm"] = (warm_port, "bench_hlr")
             servers["gate, HLR cold"] = (cold_port, "bench_hlr")
         for port, campaign in servers.values():
-            await load(port, 200, 20, campaign)  # warm up: connections, prepared statements, caches
+            # Warm up: connections, prepared statements, caches. Setting the trap, with a campaign no one
+            # made: blocked, so no attempt is recorded and every gate plans while attempts is empty.
+            await load(port, 200, 20, "unmade" if args.stale_attempts else campaign)
+        if args.stale_attempts:
+            await add_other_attempts(dsn, args.stale_attempts)
         LOAD_CPU.clear()
         print(
             f"FastAGI check, {args.sessions} sessions per row in {args.rounds} interleaved rounds, "
-            f"{DNC_ROWS:,} DNC rows, rules: {args.rules}"
+            f"{DNC_ROWS:,} DNC rows, rules: {args.rules}, campaign purpose: {args.purpose}, "
+            f"{args.stale_attempts:,} attempts added after the plans were made"
         )
         header = ("server", "N", "p50", "p99", "p99 rnd", "checks/s", "p99 vs base", "rate vs base")
         print("{:<16} {:>4} {:>9} {:>9} {:>9} {:>9} {:>12} {:>13}".format(*header))
@@ -340,6 +396,18 @@ def main() -> None:
         "--roaming",
         action="store_true",
         help="add gates asking an HLR: a warm cache, and a cold one (100 ms vendor)",
+    )
+    parser.add_argument(
+        "--purpose",
+        choices=["marketing", "informational", "debt_collection", "survey"],
+        default="informational",
+        help="the bench campaign's purpose (default informational)",
+    )
+    parser.add_argument(
+        "--stale-attempts",
+        type=int,
+        default=0,
+        help="attempts of other numbers added after the warm-up, under plans made while attempts was empty",
     )
     parser.add_argument("--serve", choices=["gate", "baseline", "baseline7"], help=argparse.SUPPRESS)
     parser.add_argument("--hlr", choices=["off", "warm", "cold"], default="off", help=argparse.SUPPRESS)

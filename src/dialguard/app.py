@@ -58,9 +58,11 @@ def build_gate(
     *,
     rules_of: Gate | None = None,
     on_stored: Callable[[], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> Gate:
     """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again;
-    ``on_stored``: told after each decision stored (the live feed's announcer)."""
+    ``on_stored``: told after each decision stored (the live feed's announcer); ``metrics``: told of
+    every decision."""
     shadow = None
     if rules_of is not None:
         shadow = rules_of.shadow_rulebook
@@ -79,6 +81,7 @@ def build_gate(
         shadow_rulebook=shadow,
         roaming=roaming,
         on_stored=on_stored,
+        observe=metrics.observe_check if metrics is not None else None,
     )
 
 
@@ -151,8 +154,17 @@ async def serve(
         journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
-        roaming = await stack.enter_async_context(open_roaming(settings.hlr, pool=pool, clock=clock))
-        await _run(settings, dsn, pool, admin_pool, clock, roaming, journal, stop)
+        metrics = Metrics(clock=clock)
+        metrics.watch_pool("call", pool)
+        metrics.watch_pool("admin", admin_pool)
+        metrics.watch_journal(journal)
+        metrics.watch_national_lists(admin_pool)  # a scrape never takes a connection a call needs
+        roaming = await stack.enter_async_context(
+            open_roaming(settings.hlr, pool=pool, clock=clock, observe=metrics.observe_hlr_lookup)
+        )
+        if roaming is not None:
+            metrics.watch_breaker(roaming.breaker)
+        await _run(settings, dsn, pool, admin_pool, clock, roaming, journal, metrics, stop)
 
 
 async def _run(
@@ -163,6 +175,7 @@ async def _run(
     clock: Clock,
     roaming: RoamingService | None,
     journal: OptOutJournal,
+    metrics: Metrics,
     stop: asyncio.Event,
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
@@ -170,10 +183,10 @@ async def _run(
     # not the pools') reads the logs of every gateway and feeds GET /v1/events.
     events = EventHub(dsn=dsn)
     announcer = EventAnnouncer(pool=pool, wake_local=events.wake)
-    gate = build_gate(settings, pool, clock, roaming, on_stored=announcer.touch)
-    metrics = Metrics()
+    gate = build_gate(settings, pool, clock, roaming, on_stored=announcer.touch, metrics=metrics)
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
-    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate)  # scrubs judge here
+    # Scrubs judge here (a look-ahead is no decision: it is not counted as a check).
+    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate, metrics=metrics)
     calls = CallRoutes(
         pool=pool,
         keeper=keeper,

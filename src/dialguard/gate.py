@@ -38,7 +38,7 @@ from dialguard.numbers import (
 )
 from dialguard.policy.checks import check_lead_state, check_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
-from dialguard.policy.frequency import caps_apply
+from dialguard.policy.frequency import caps_apply, counted_purposes
 from dialguard.policy.model import (
     CallFacts,
     Campaign,
@@ -59,7 +59,7 @@ from dialguard.store.db import (
     describe_failure,
 )
 from dialguard.store.decisions import insert_decision, stored_verdict
-from dialguard.store.facts import StoredFacts, lock_number, read_facts, read_many_facts
+from dialguard.store.facts import AttemptWindow, StoredFacts, lock_number, read_facts, read_many_facts
 
 log = logging.getLogger(__name__)
 DECISIONS = logging.getLogger("dialguard.decisions")  # one INFO line a decision
@@ -196,6 +196,7 @@ class Gate:
         shadow_rulebook: RuleBook | None = None,
         roaming: RoamingService | None = None,
         on_stored: Callable[[], None] | None = None,
+        observe: Callable[[GateDecision, float], None] | None = None,
     ) -> None:
         self.pool = pool
         self.rulebook = rulebook
@@ -210,6 +211,7 @@ class Gate:
         self.shadow_differences = 0
         self.roaming = roaming  # None: no HLR configured; a look-up the rules ask for is unknown
         self.on_stored = on_stored  # told once a decision is committed (the live feed's wake-up)
+        self.observe = observe  # told of every decision and the seconds it took (the metrics)
 
     def parse(self, raw: str) -> NumberFacts | InvalidNumber:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
@@ -220,7 +222,10 @@ class Gate:
         result = await self._check(request)
         if result.stored and self.on_stored is not None:
             self.on_stored()
-        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        seconds = time.perf_counter() - started
+        if self.observe is not None:
+            self.observe(result, seconds)
+        latency_ms = round(seconds * 1000, 1)
         DECISIONS.info(
             "%s %s campaign %s call %s number %s via %s in %.1f ms%s",
             result.verdict, result.decision.reason, result.campaign, result.call_id, result.number_text,
@@ -256,14 +261,13 @@ class Gate:
         failure: Exception | None = None
         if valid:
             first = valid[0]
-            sinces = [since for c in valid if (since := _attempts_since(c))]
             try:
                 async with asyncio.timeout(self.fact_timeout), connection(self.pool) as conn:
                     facts = await read_many_facts(
                         conn,
                         numbers=sorted({c.number.e164 for c in valid}),
                         campaign=first.campaign_name,
-                        attempts_since=min(sinces, default=None),
+                        attempts=AttemptWindow.widest(self._attempts(c) for c in valid),
                         now=first.now,
                     )
             except (StoreUnavailable, TimeoutError) as exc:
@@ -324,14 +328,12 @@ class Gate:
         )
 
     async def _decide(self, call: _Call, deadline: float) -> GateDecision:
-        since = _attempts_since(call)
+        window = self._attempts(call)
         e164 = call.number.e164
         async with self._connection(deadline) as conn:
             stored = await _within(
                 deadline,
-                read_facts(
-                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
-                ),
+                read_facts(conn, number=e164, campaign=call.campaign_name, attempts=window, now=call.now),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
@@ -344,9 +346,7 @@ class Gate:
             # Read again: an opt-out or a revocation that arrived while the vendor answered must count.
             stored = await _within(
                 deadline,
-                read_facts(
-                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
-                ),
+                read_facts(conn, number=e164, campaign=call.campaign_name, attempts=window, now=call.now),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
@@ -418,7 +418,7 @@ class Gate:
         e164 = call.number.e164
         await lock_number(conn, e164)
         return await read_facts(
-            conn, number=e164, campaign=call.campaign_name, attempts_since=_attempts_since(call), now=call.now
+            conn, number=e164, campaign=call.campaign_name, attempts=self._attempts(call), now=call.now
         )
 
     async def _settle(self, call: _Call, unsettled: _Unsettled) -> GateDecision:
@@ -445,6 +445,23 @@ class Gate:
             return self._unavailable(call, f"decision not stored: {cause}")
         log.info("decision %s landed although its answer was lost (%s)", call.id, cause)
         return unsettled.result
+
+    def _attempts(self, call: _Call) -> AttemptWindow | None:
+        """The attempts a cap may count for this call (the shadow rules' caps too): those inside the
+        longest cap's period, for the purposes a cap counts. None: no cap, nothing to read."""
+        rules = [call.rules]
+        if self.shadow_rulebook is not None:
+            rules.append(
+                self.shadow_rulebook.rules_for(call.number, lead_subdivision=call.request.lead_subdivision)
+            )
+        periods = [p for r in rules if (p := _longest_cap(r))]
+        purposes = frozenset().union(*(counted_purposes(r) for r in rules))
+        if not periods or not purposes:
+            return None
+        implicit = self._campaign(call.campaign_name, None)
+        return AttemptWindow(
+            call.now - max(periods), purposes, implicit.purpose if implicit else STRICTEST_PURPOSE
+        )
 
     def _campaign(self, name: str, stored: Campaign | None) -> Campaign | None:
         if stored is None and name == self.default_campaign:
@@ -556,12 +573,6 @@ class Gate:
 def _longest_cap(rules: EffectiveRules) -> timedelta | None:
     periods = [cap.period for layer in rules.layers for cap in layer.frequency_caps]
     return max(periods) if periods else None
-
-
-def _attempts_since(call: _Call) -> datetime | None:
-    """How far back the caps look: the attempts older than this cannot count."""
-    lookback = _longest_cap(call.rules)
-    return call.now - lookback if lookback else None
 
 
 def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:

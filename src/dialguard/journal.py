@@ -94,6 +94,16 @@ class OptOutJournal:
         line = (json.dumps(optout.as_json()) + "\n").encode()
         await asyncio.to_thread(self._append, line)
 
+    def depth(self) -> int:
+        """How many lines wait for the database, readable or not (a look for the metrics: no lock, no
+        parsing, nothing logged). Blocking: call it in a worker thread."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        complete = data[: data.rfind(b"\n") + 1]  # a torn last line is not a line yet
+        return sum(1 for line in complete.splitlines() if line.strip())
+
     def pending(self) -> list[OptOut]:
         """What waits for the database (a read-only look: unreadable lines are logged, not moved)."""
         return self._read(move_unreadable=False).optouts

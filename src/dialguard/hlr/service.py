@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,7 @@ class RoamingService:
         deadline: float = 0.8,
         concurrency: int = 20,
         breaker: CircuitBreaker | None = None,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -59,6 +60,7 @@ class RoamingService:
         self.limit = asyncio.Semaphore(concurrency)
         self.breaker = breaker or CircuitBreaker(failures=5, reset_after=30.0, monotonic=time.monotonic)
         self.logged_causes: set[str] = set()
+        self.observe = observe  # told of each vendor look-up: outcome (answered, timeout, error), seconds
 
     async def fact(self, e164: str, *, use_cache: bool = True) -> RoamingFact:
         if use_cache and (cached := (await self._cached([e164])).get(e164)) is not None:
@@ -90,19 +92,27 @@ class RoamingService:
         now = self.clock()
         if not self.breaker.allow():
             return self._unknown("breaker_open")
+        started = time.perf_counter()
         try:
             async with self.limit, asyncio.timeout(self.deadline):
                 answer = await self.provider.lookup(e164)
         except TimeoutError:
+            self._observed("timeout", started)
             self.breaker.failure()
             return self._unknown("timeout", f"no answer within {self.deadline:.3f} s")
         except HlrError as exc:
+            self._observed("error", started)
             self.breaker.failure()
             return self._unknown(exc.cause, str(exc))
+        self._observed("answered", started)
         self.breaker.success()
         self.logged_causes.clear()
         await self._remember(e164, answer, now)
         return _fact("abroad" if answer.roaming else "home", answer.visited_country, self.provider.name, 0.0)
+
+    def _observed(self, outcome: str, started: float) -> None:
+        if self.observe is not None:
+            self.observe(outcome, time.perf_counter() - started)
 
     def from_cache(self, row: Mapping[str, Any] | asyncpg.Record, now: datetime) -> RoamingFact | None:
         """A cached answer, if still fresh (the one place that judges freshness); None: ask the vendor."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -18,9 +18,14 @@ from dialguard.hlr.service import RoamingService
 
 @asynccontextmanager
 async def open_roaming(
-    settings: HlrSettings, *, pool: asyncpg.Pool, clock: Clock
+    settings: HlrSettings,
+    *,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    observe: Callable[[str, float], None] | None = None,
 ) -> AsyncIterator[RoamingService | None]:
-    """None when no provider is configured: a look-up the rules ask for is then ``roaming.unknown``."""
+    """None when no provider is configured: a look-up the rules ask for is then ``roaming.unknown``.
+    ``observe``: told of each vendor look-up (the metrics)."""
     if settings.provider == "none":
         yield None
         return
@@ -37,6 +42,7 @@ async def open_roaming(
             deadline=settings.deadline,
             concurrency=settings.concurrency,
             breaker=breaker,
+            observe=observe,
         )
 
     if settings.provider == "file":

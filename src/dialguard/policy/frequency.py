@@ -22,6 +22,12 @@ def caps_counting(rules: EffectiveRules, purpose: Purpose) -> list[tuple[str, Fr
     ]
 
 
+def counted_purposes(rules: EffectiveRules) -> frozenset[Purpose]:
+    """The purposes some cap of ``rules`` counts, in force now or not: a call of any other purpose needs
+    no attempts read."""
+    return frozenset(p for p in Purpose if caps_counting(rules, p))
+
+
 def caps_apply(rules: EffectiveRules, purpose: Purpose, now: datetime) -> bool:
     """A call placed at ``now`` counts against a cap: the gate then decides it under the number's lock."""
     return bool(caps_counting(in_force(rules, now), purpose))

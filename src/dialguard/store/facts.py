@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -34,33 +35,35 @@ SELECT
             'id', id, 'list_name', list_name, 'source', source, 'added_at', added_at,
             'prefix', prefix)), '[]')
      FROM dnc_prefixes
-    WHERE prefix = ANY($6::text[])
+    WHERE prefix = ANY($8::text[])
       AND (list_name NOT LIKE 'campaign:%' OR list_name = 'campaign:' || $2)) AS prefixes,
   (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'list_name', r.name, 'list_date', v.list_date, 'version_id', v.id,
             'hit', EXISTS (SELECT 1 FROM dnc_registry_numbers n
-                            WHERE n.version_id = r.live_version AND n.number = $5))), '[]')
+                            WHERE n.version_id = r.live_version AND n.number = $7))), '[]')
      FROM dnc_registries r JOIN dnc_registry_versions v ON v.id = r.live_version) AS registries,
   (SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]') FROM ({CURRENT_CONSENTS_SQL}) c) AS consents,
   (SELECT jsonb_build_object('status', status, 'visited_country', visited_country, 'provider', provider,
                              'fetched_at', fetched_at)
      FROM hlr_cache WHERE number = $1) AS hlr,
-  (SELECT coalesce(jsonb_agg(jsonb_build_object('at', at, 'campaign', campaign, 'purpose', purpose)), '[]')
-     FROM attempts WHERE number = $1 AND $3::timestamptz IS NOT NULL AND at > $3) AS attempts,
+  -- Only for a campaign whose purpose a cap counts ($6: the purpose of one with no row), and then
+  -- through the index whatever the planner believes (migration 0009).
+  CASE WHEN coalesce((SELECT purpose FROM campaigns WHERE name = $2), $6) = ANY($5::text[])
+       THEN dialguard_recent_attempts($1, $3) ELSE '[]' END AS attempts,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'area', area, 'reason', reason,
                                                 'ends_at', ends_at)), '[]')
      FROM emergencies
     WHERE starts_at <= $4 AND ends_at > $4
-      AND (cardinality(prefixes) = 0 OR prefixes && $6::text[])) AS emergencies
+      AND (cardinality(prefixes) = 0 OR prefixes && $8::text[])) AS emergencies
 """
 
 # The same facts for many numbers in one round trip (a lead-list scrub): $1 becomes an array whose
-# elements the per-number parameters are computed from.
+# elements the per-number parameters ($7, $8) are computed from.
 _MANY_FACTS_SQL = (
     "SELECT q.number, f.* FROM unnest($1::text[]) AS q(number) CROSS JOIN LATERAL ("
     + re.sub(r"\$1\b", "q.number", _FACTS_SQL)
-    .replace("$5", "substr(q.number, 2)::bigint")
-    .replace("$6::text[]", "ARRAY(SELECT left(q.number, i) FROM generate_series(2, length(q.number) - 1) i)")
+    .replace("$7", "substr(q.number, 2)::bigint")
+    .replace("$8::text[]", "ARRAY(SELECT left(q.number, i) FROM generate_series(2, length(q.number) - 1) i)")
     + ") f"
 )
 
@@ -128,20 +131,49 @@ def prefixes_of(e164: str) -> list[str]:
     return [e164[:i] for i in range(2, len(e164))]
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptWindow:
+    """The attempts a call's caps may count: those after ``since``, of a campaign whose purpose is one of
+    ``purposes``. ``purpose_without_row``: the purpose of a campaign that has no row (the implicit default
+    campaign's, or the strictest for an unknown one)."""
+
+    since: datetime
+    purposes: frozenset[Purpose]
+    purpose_without_row: Purpose
+
+    @staticmethod
+    def widest(windows: Iterable[AttemptWindow | None]) -> AttemptWindow | None:
+        """One window covering every call of one campaign (a lead-list scrub); None when none reads any."""
+        given = [w for w in windows if w is not None]
+        if not given:
+            return None
+        purposes = frozenset().union(*(w.purposes for w in given))
+        return AttemptWindow(min(w.since for w in given), purposes, given[0].purpose_without_row)
+
+
+def _window_args(window: AttemptWindow | None) -> tuple[datetime | None, list[str], str | None]:
+    if window is None:
+        return None, [], None
+    return window.since, sorted(str(p) for p in window.purposes), str(window.purpose_without_row)
+
+
 async def read_facts(
-    conn: Connection, *, number: str, campaign: str, attempts_since: datetime | None, now: datetime
+    conn: Connection, *, number: str, campaign: str, attempts: AttemptWindow | None, now: datetime
 ) -> StoredFacts:
+    """``attempts``: which attempts to read; None reads none (no cap counts this call)."""
+    since, purposes, purpose = _window_args(attempts)
     row = await conn.fetchrow(
-        _FACTS_SQL, number, campaign, attempts_since, now, int(number[1:]), prefixes_of(number)
+        _FACTS_SQL, number, campaign, since, now, purposes, purpose, int(number[1:]), prefixes_of(number)
     )
     return _parse(row)
 
 
 async def read_many_facts(
-    conn: Connection, *, numbers: list[str], campaign: str, attempts_since: datetime | None, now: datetime
+    conn: Connection, *, numbers: list[str], campaign: str, attempts: AttemptWindow | None, now: datetime
 ) -> dict[str, StoredFacts]:
     """Facts for many E.164 numbers of one campaign at one instant, keyed by number."""
-    rows = await conn.fetch(_MANY_FACTS_SQL, numbers, campaign, attempts_since, now)
+    since, purposes, purpose = _window_args(attempts)
+    rows = await conn.fetch(_MANY_FACTS_SQL, numbers, campaign, since, now, purposes, purpose)
     return {row["number"]: _parse(row) for row in rows}
 
 

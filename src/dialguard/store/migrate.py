@@ -105,6 +105,8 @@ async def migrate(conn: Connection) -> list[Migration]:
                 )
             log.info("applied migration %04d_%s", m.version, m.name)
             applied_now.append(m)
+        if applied_now:
+            await analyze_touched(conn, applied_now)
     finally:
         # A session lock: pooled connections are released without a reset query (db.PooledConnection),
         # so one that cannot be unlocked here is ended rather than handed back still holding it.
@@ -114,3 +116,28 @@ async def migrate(conn: Connection) -> list[Migration]:
             conn.terminate()
             raise
     return applied_now
+
+
+_WORD = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+async def analyze_touched(conn: Connection, applied: list[Migration]) -> list[str]:
+    """ANALYZE the tables the applied migrations name that hold rows, so plans made after an upgrade see
+    the data as it is; returns them. An empty table is left alone: analyzed empty, PostgreSQL prices
+    reading it at nothing, and plans made on that belief read it whole once it has grown (issue 15)."""
+    words = sorted({w for m in applied for w in _WORD.findall(m.sql.lower())})
+    named = await conn.fetch(
+        """SELECT c.oid::regclass::text FROM pg_class c
+            WHERE c.relkind IN ('r', 'p') AND c.relnamespace = current_schema()::regnamespace
+              AND c.relname = ANY($1::text[])
+            ORDER BY c.relname""",
+        words,
+    )
+    analyzed = []
+    for (table,) in named:
+        if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+            await conn.execute(f"ANALYZE {table}")
+            analyzed.append(table)
+    if analyzed:
+        log.info("analyzed after migrating: %s", ", ".join(analyzed))
+    return analyzed

@@ -34,16 +34,32 @@ TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz repo
 AMI_KEY = web.AppKey("ami", AmiClient)  # the AMI link /healthz reports on, when one is configured
 
 
+# Read in the one round trip /healthz makes anyway: autovacuum works only with track_counts on.
+_SETTINGS_SQL = "SELECT ARRAY[current_setting('autovacuum'), current_setting('track_counts')]"
+
+
+def statistics_warnings(*, autovacuum: str, track_counts: str) -> dict[str, str]:
+    """A warning when nothing keeps the planner's statistics fresh (issue 15): with autovacuum off, a
+    table analyzed while small stays "small" as it grows, and plans made on that belief read it whole."""
+    if autovacuum == "on" and track_counts == "on":
+        return {}
+    return {
+        "autovacuum": f"autovacuum is {autovacuum} and track_counts {track_counts}: table statistics go "
+        "stale as attempts, consents and lists grow, and checks slow down; turn both on (postgresql.conf)"
+    }
+
+
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers: ``ok``, or ``degraded`` with the background tasks that are down
     (``down``: name -> last error and failures in a row; calls are still judged); 503 ``unavailable``
-    when the database does not answer (the gate would block every call)."""
+    when the database does not answer (the gate would block every call). ``warnings`` (name -> message)
+    reports what needs an administrator but fails nothing: autovacuum off."""
     pool = request.app[POOL_KEY]
     tasks = request.app.get(TASKS_KEY)
     down = {n: {"error": d.error, "failures": d.failures} for n, d in (tasks.down() if tasks else {}).items()}
     try:
         async with pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
+            autovacuum, track_counts = await conn.fetchval(_SETTINGS_SQL)
     except Exception as exc:  # any failure to reach the database means unhealthy
         body: dict[str, object] = {"status": "unavailable", "database": type(exc).__name__}
         if down:
@@ -53,9 +69,10 @@ async def healthz(request: web.Request) -> web.Response:
     if ami is not None and not ami.is_up:
         # Checks go on without AMI; originations and timelines wait for it.
         down["ami"] = {"error": f"{ami.status.state}: {ami.status.error}".rstrip(": "), "failures": 0}
-    if down:
-        return web.json_response({"status": "degraded", "down": down})
-    return web.json_response({"status": "ok"})
+    body = {"status": "degraded", "down": down} if down else {"status": "ok"}
+    if warnings := statistics_warnings(autovacuum=autovacuum, track_counts=track_counts):
+        body["warnings"] = warnings
+    return web.json_response(body)
 
 
 def create_app(
@@ -107,8 +124,10 @@ def create_app(
         exposition = metrics
 
         async def prometheus(request: web.Request) -> web.Response:
-            """Prometheus text exposition; no numbers or secrets are in it, so no token (as /healthz)."""
-            return web.Response(body=exposition.render(), content_type="text/plain", charset="utf-8")
+            """Prometheus text exposition; no numbers or secrets are in it, so no token (as /healthz).
+            What it reads from the database is cached, so scraping it often costs the database nothing."""
+            body = await exposition.scrape()
+            return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
         app.router.add_get("/metrics", prometheus)
     app.router.add_get("/v1/openapi.json", openapi)
