@@ -54,6 +54,9 @@ HOSTILE: list[list[str]] = [
     ["rules", "show", BINARY],
     ["rules", "explain", "not-a-number"],
     ["verify", "--bogus"],
+    ["verify", "{tmp}/binary.csv"],
+    ["evidence", BINARY],
+    ["evidence", "--campaign", "spring", "-o", "/no/such/dir/out.json"],
 ]
 
 
