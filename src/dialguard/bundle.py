@@ -42,7 +42,10 @@ ABOUT = [
     "for each of its rows, in the order listed, the row's id (8 bytes big-endian; for a UUID id, its 16 "
     "bytes) and the row's hash. Rows listed as [id] are this bundle's records: hash their content; rows "
     "listed as [id, hash] belong to others and are shown by hash only.",
-    "Checkpoints chain: each one's prev_digest is the digest of the one before it in its log.",
+    "Checkpoints chain: each one's prev_digest is the digest of the one before it in its log. A checkpoint "
+    "seals the rows from (from_at, from_id) up to, not including, (to_at, to_id) in (inserted_at, id) "
+    "order (an id of 0: the time alone; opt-outs, whose ids are UUIDs, by time alone); the next one "
+    "begins where it ends.",
     "`dialguard verify BUNDLE` (no database needed) recomputes every record's hash and every included "
     "checkpoint's digest, checks the links between adjacent included checkpoints, and says which records "
     "were not yet sealed when the bundle was made (newer than last_checkpoint).",
@@ -52,10 +55,10 @@ ABOUT = [
     "one the gateway sealed (anyone could build a consistent bundle), nor that no other row of the "
     "subject exists (others' rows are shown by hash only).",
     "Each checkpoint's mac is HMAC-SHA256, under the gateway's seal key (which the database never sees), "
-    "of the canonical JSON of {log, from_at, to_at, row_count, digest, prev_digest}. The operator checks "
-    "them with `dialguard verify BUNDLE --gateway` (or --key-file): a matching mac shows the gateway "
-    "itself sealed that checkpoint. The gateway's anchor file (--anchor) holds every checkpoint's digest "
-    "as sealed; a match shows the database was not rewritten or cut back since.",
+    "of the canonical JSON of {log, from_at, from_id, to_at, to_id, row_count, digest, prev_digest}. "
+    "The operator checks them with `dialguard verify BUNDLE --gateway` (or --key-file): a matching mac "
+    "shows the gateway itself sealed that checkpoint. The gateway's anchor file (--anchor) holds every "
+    "checkpoint's digest as sealed; a match shows the database was not rewritten or cut back since.",
 ]
 
 
@@ -130,10 +133,13 @@ def _row_id(value: Any, where: str) -> int | uuid.UUID:
     raise UnreadableBundle(f"{where} is not an id")
 
 
+Place = tuple[datetime, int]  # where a row sits in its log's sealing order: (inserted_at, id or 0)
+
+
 @dataclass
 class _Record:
     name: str  # as a report names it: "decision 12 (call …)"
-    inserted_at: datetime
+    place: Place
     computed: bytes  # the hash of its content, as found in the bundle
     sealed_in: int | None = None
 
@@ -142,8 +148,8 @@ class _Record:
 class _Checkpoint:
     id: int
     header: dict[str, Any]
-    from_at: datetime
-    to_at: datetime
+    start: Place
+    end: Place
     digest: bytes
     prev: bytes | None
     mac: bytes | None
@@ -190,7 +196,7 @@ def _check_log(
     for record in records.values():
         if record.sealed_in is not None:
             summary.sealed += 1
-        elif last is None or record.inserted_at >= last.to_at:
+        elif last is None or record.place >= last.end:
             summary.unsealed += 1
         else:
             report.problems.append(
@@ -213,7 +219,8 @@ def _records(table: str, noun: str, raw: list[Any], report: BundleReport) -> dic
             report.problems.append(f"{name}: its content does not match its row hash: it was altered")
         if row_id in records:
             report.problems.append(f"{name} appears twice")
-        records[row_id] = _Record(name, _instant(item.get("inserted_at"), f"{where}.inserted_at"), computed)
+        at = _instant(item.get("inserted_at"), f"{where}.inserted_at")
+        records[row_id] = _Record(name, (at, row_id if isinstance(row_id, int) else 0), computed)
     return records
 
 
@@ -224,12 +231,18 @@ def _checkpoint(table: str, raw: Mapping[str, Any], where: str) -> _Checkpoint:
     return _Checkpoint(
         id=_need(raw.get("id"), int, f"{where}.id"),
         header=dict(raw),
-        from_at=_instant(raw.get("from_at"), f"{where}.from_at"),
-        to_at=_instant(raw.get("to_at"), f"{where}.to_at"),
+        start=_place(raw, "from", where),
+        end=_place(raw, "to", where),
         digest=_hex(raw.get("digest"), f"{where}.digest") or b"",
         prev=_hex(raw.get("prev_digest"), f"{where}.prev_digest", optional=True),
         mac=_hex(raw.get("mac"), f"{where}.mac", optional=True),
     )
+
+
+def _place(raw: Mapping[str, Any], which: str, where: str) -> Place:
+    """A checkpoint's start (``from``) or end (``to``)."""
+    at = _instant(raw.get(f"{which}_at"), f"{where}.{which}_at")
+    return at, _need(raw.get(f"{which}_id"), int, f"{where}.{which}_id")
 
 
 def _check_rows(
@@ -263,7 +276,7 @@ def _check_rows(
         if record is not None:
             if record.sealed_in is not None:
                 report.problems.append(f"{record.name} is sealed twice")
-            elif not cp.from_at <= record.inserted_at < cp.to_at:
+            elif not cp.start <= record.place < cp.end:
                 report.problems.append(f"{record.name}: its inserted_at is outside {noun} checkpoint {cp.id}")
             record.sealed_in = cp.id
         chained.append((id_bytes(row_id), row_hash))
@@ -283,7 +296,7 @@ def _check_chain(
         if after.id == before.id:
             report.problems.append(f"{noun} checkpoint {after.id} appears twice")
         elif after.prev == before.digest:
-            if after.from_at != before.to_at:
+            if after.start != before.end:
                 report.problems.append(f"{noun} checkpoint {after.id} does not begin where {before.id} ends")
         elif after.id == before.id + 1:
             report.problems.append(f"{noun} checkpoint {after.id} does not follow checkpoint {before.id}")

@@ -20,8 +20,11 @@ from dialguard.anchor import (
     load_seal_key,
     seal_round,
 )
+from dialguard.bundle import check_bundle
 from dialguard.clock import fixed_clock
 from dialguard.config import ConfigError, load_settings
+from dialguard.store import sealing
+from dialguard.store.evidence import export_number
 from dialguard.store.sealing import content_hash, decision_hash, seal, verify
 from tests.cli import dialguard
 from tests.integration.evidence_history import KEY, NOW, record_history, settle
@@ -188,3 +191,31 @@ def test_two_writers_of_one_anchor_write_each_line_once_and_a_torn_line_is_kept_
     path.write_text('{"log": "decisions"}\n')
     with pytest.raises(AnchorError, match="not a dialguard anchor file"):
         AnchorFile(path).read()
+
+
+async def test_one_bulk_import_is_sealed_in_checkpoints_of_bounded_size(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A company-list import writes its rows in one transaction, all with one inserted_at: split by id,
+    so that an evidence bundle of one of its numbers carries a checkpoint's worth of hashes, not all."""
+    monkeypatch.setattr(sealing, "CHECKPOINT_ROWS", 3)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO dnc_history (list_name, number, action, source, actor)
+               SELECT 'internal', '+1212555' || lpad(g::text, 4, '0'), 'add', 'import', 'cli'
+                 FROM generate_series(1, 10) g"""
+        )
+        await settle(conn)
+        assert (await seal(conn, key=KEY) or {})["dnc_history"] == 10
+        spans = await conn.fetch("SELECT from_id, to_id, row_count FROM dnc_history_checkpoints ORDER BY id")
+        assert [tuple(s) for s in spans] == [(0, 4, 3), (4, 7, 3), (7, 10, 3), (10, 0, 1)]
+        assert (await verify(conn, key=KEY)).ok
+        bundle = await export_number(conn, "+12125550005", at=NOW, by="test")
+        cited = bundle["logs"]["dnc_history"]["checkpoints"]
+        assert [(c["id"], len(c["rows"])) for c in cited] == [(2, 3)]
+        assert check_bundle(bundle, key=KEY).ok
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("DELETE FROM dnc_history WHERE id = 6")
+        problems = (await verify(conn)).problems
+    assert len(problems) == 1 and problems[0].startswith("do-not-call change checkpoint 2 ("), problems

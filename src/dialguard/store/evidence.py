@@ -20,6 +20,7 @@ from dialguard.store.sealing import (
     LOGS,
     OPTOUTS,
     Log,
+    bounds,
     checkpoint_header,
     last_checkpoint,
     plain,
@@ -136,18 +137,21 @@ async def _log_part(
         for r in rows
     ]
     ours = {r["id"] for r in rows}
+    # Each record's checkpoint: the first to end after the record's place in the sealing order.
+    places = sorted({(r["inserted_at"], 0 if log.uuid_ids else r["id"]) for r in rows})
     covering = await conn.fetch(
-        f"""SELECT DISTINCT cp.* FROM unnest($1::timestamptz[]) AS t(at)
-              CROSS JOIN LATERAL (SELECT * FROM {log.checkpoints} c
-                                   WHERE c.to_at > t.at ORDER BY c.to_at LIMIT 1) cp
-             WHERE cp.from_at <= t.at ORDER BY cp.id""",
-        sorted({r["inserted_at"] for r in rows}),
+        f"""SELECT DISTINCT cp.* FROM unnest($1::timestamptz[], $2::bigint[]) AS t(at, id)
+              CROSS JOIN LATERAL (SELECT * FROM {log.checkpoints} c WHERE (c.to_at, c.to_id) > (t.at, t.id)
+                                   ORDER BY c.to_at, c.to_id LIMIT 1) cp
+             WHERE (cp.from_at, cp.from_id) <= (t.at, t.id) ORDER BY cp.id""",
+        [at for at, _ in places],
+        [row_id for _, row_id in places],
         timeout=BACKLOG_TIMEOUT,
     )
     checkpoints = []
     for cp in covering:
         sealed: list[list[Any]] = []
-        async for batch in range_hashes(conn, log, cp["from_at"], cp["to_at"]):
+        async for batch in range_hashes(conn, log, *bounds(cp)):
             _spend(budget, len(batch))
             sealed.extend([plain(i)] if i in ours else [plain(i), h.hex()] for i, h in batch)
         checkpoints.append({**checkpoint_header(log.table, cp), "rows": sealed})

@@ -20,7 +20,7 @@ The formulas, which the offline check of an evidence bundle (bundle.py) uses too
 - a checkpoint's digest: SHA-256 of the previous checkpoint's digest (nothing for the first), then for
   each row in (inserted_at, id) order its id (8 bytes big-endian; a UUID's 16 bytes) and its hash;
 - a checkpoint's mac: HMAC-SHA256 under the seal key of the canonical JSON of its header (log, from_at,
-  to_at, row_count, digest and prev_digest in hex).
+  from_id, to_at, to_id, row_count, digest and prev_digest in hex).
 """
 
 from __future__ import annotations
@@ -44,7 +44,13 @@ SETTLE = timedelta(seconds=5)
 SEAL_LOCK_ID = 0x7365616C  # "seal": one sealer at a time across every gateway
 BACKLOG_TIMEOUT = 600.0  # a backlog (no serve sealing every few seconds) is not bound by a call's timeout
 RANGE_BATCH = 10_000  # rows fetched at a time: a backlog of millions is never held in memory
+# Rows in one checkpoint at most: an evidence bundle carries every row hash of each checkpoint it cites.
+CHECKPOINT_ROWS = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# A place in a log's sealing order, (inserted_at, id): a checkpoint covers [its start, its end). The id
+# is 0 for a bound set by time alone (ids start at 1), and always for opt-outs (their ids are UUIDs).
+Bound = tuple[datetime, int]
 
 Row = Mapping[str, Any] | asyncpg.Record
 
@@ -80,9 +86,12 @@ def chain_digest(prev: bytes | None, rows: Iterable[tuple[bytes, bytes]]) -> byt
     return h.digest()
 
 
+SIGNED = ("log", "from_at", "from_id", "to_at", "to_id", "row_count", "digest", "prev_digest")
+
+
 def checkpoint_mac(key: bytes, header: Mapping[str, Any]) -> bytes:
     """The seal key's HMAC of a checkpoint's header (:func:`checkpoint_header`; its id and mac aside)."""
-    signed = {k: header[k] for k in ("log", "from_at", "to_at", "row_count", "digest", "prev_digest")}
+    signed = {k: header[k] for k in SIGNED}
     return hmac.new(key, canonical(signed), hashlib.sha256).digest()
 
 
@@ -96,7 +105,9 @@ def checkpoint_header(table: str, cp: Row) -> dict[str, Any]:
         "log": table,
         "id": cp["id"],
         "from_at": plain(cp["from_at"]),
+        "from_id": cp["from_id"],
         "to_at": plain(cp["to_at"]),
+        "to_id": cp["to_id"],
         "row_count": cp["row_count"],
         "digest": _hex(cp["digest"]),
         "prev_digest": _hex(cp["prev_digest"]),
@@ -111,6 +122,20 @@ class Log:
     noun: str  # what a row is called in a report
     hashed: tuple[str, ...]  # what a row's hash covers: its content
     stored_hash: bool = False  # the hash is written with the row (row_hash); else computed when sealed
+    uuid_ids: bool = False  # opt-outs: checkpoints bounded by time alone
+
+    def in_range(self, start: Bound, end: Bound | None = None) -> tuple[str, list[Any]]:
+        """The SQL condition for this log's rows in [start, end) (no end: from start on), and its args."""
+        if self.uuid_ids:
+            return (
+                ("inserted_at >= $1", [start[0]])
+                if end is None
+                else ("inserted_at >= $1 AND inserted_at < $2", [start[0], end[0]])
+            )
+        after = "(inserted_at, id) >= ($1::timestamptz, $2::bigint)"
+        if end is None:
+            return after, [*start]
+        return f"{after} AND (inserted_at, id) < ($3::timestamptz, $4::bigint)", [*start, *end]
 
     def content(self, row: Row) -> dict[str, Any]:
         return {name: plain(row[name]) for name in self.hashed}
@@ -149,7 +174,7 @@ DNC_HISTORY = Log(
 )  # fmt: skip
 OPTOUTS = Log(
     "optouts", "optout_checkpoints", "opt-out",
-    ("number", "call_id", "campaign", "digit", "at", "via", "stored_at"),
+    ("number", "call_id", "campaign", "digit", "at", "via", "stored_at"), uuid_ids=True,
 )  # fmt: skip
 LOGS = (DECISIONS, CALL_EVENTS, CONSENT_GRANTS, CONSENT_REVOCATIONS, DNC_HISTORY, OPTOUTS)
 LOG_BY_TABLE = {log.table: log for log in LOGS}
@@ -169,16 +194,20 @@ def _hashed(log: Log, rows: list[asyncpg.Record]) -> list[tuple[Any, bytes]]:
     return [(r["id"], log.row_hash(r)) for r in rows]
 
 
+def bounds(cp: Row) -> tuple[Bound, Bound]:
+    """A checkpoint's [start, end)."""
+    return (cp["from_at"], cp["from_id"]), (cp["to_at"], cp["to_id"])
+
+
 async def range_hashes(
-    conn: Connection, log: Log, from_at: datetime, to_at: datetime
+    conn: Connection, log: Log, start: Bound, end: Bound
 ) -> AsyncIterator[list[tuple[Any, bytes]]]:
-    """The (id, hash) of each row of [from_at, to_at) in sealing order, a batch at a time (inside a
+    """The (id, hash) of each row of [start, end) in sealing order, a batch at a time (inside a
     transaction). Content is hashed in a worker thread: a bulk import's rows never stall the loop."""
+    where, args = log.in_range(start, end)
     cursor = await conn.cursor(
-        f"""SELECT {log.columns} FROM {log.table}
-             WHERE inserted_at >= $1 AND inserted_at < $2 ORDER BY inserted_at, id""",
-        from_at,
-        to_at,
+        f"SELECT {log.columns} FROM {log.table} WHERE {where} ORDER BY inserted_at, id",
+        *args,
         timeout=BACKLOG_TIMEOUT,
     )
     while rows := await cursor.fetch(RANGE_BATCH, timeout=BACKLOG_TIMEOUT):
@@ -186,12 +215,12 @@ async def range_hashes(
 
 
 async def _range_digest(
-    conn: Connection, log: Log, prev: bytes | None, from_at: datetime, to_at: datetime
+    conn: Connection, log: Log, prev: bytes | None, start: Bound, end: Bound
 ) -> tuple[int, bytes]:
-    """The rows of [from_at, to_at) and their chained digest, streamed (inside a transaction)."""
+    """The rows of [start, end) and their chained digest, streamed (inside a transaction)."""
     h = hashlib.sha256(prev or b"")
     count = 0
-    async for batch in range_hashes(conn, log, from_at, to_at):
+    async for batch in range_hashes(conn, log, start, end):
         for row_id, row_hash in batch:
             h.update(id_bytes(row_id))
             h.update(row_hash)
@@ -220,28 +249,49 @@ async def seal(conn: Connection, *, key: bytes | None = None) -> dict[str, int] 
 
 
 async def _seal_log(conn: Connection, log: Log, to_at: datetime, key: bytes | None) -> int:
-    last = await conn.fetchrow(f"SELECT to_at, digest FROM {log.checkpoints} ORDER BY id DESC LIMIT 1")
-    from_at = last["to_at"] if last else _EPOCH
-    if to_at <= from_at:
-        return 0
+    """Checkpoints over the log's rows from its last checkpoint up to ``to_at``, each of at most
+    CHECKPOINT_ROWS rows; rows sealed."""
+    last = await conn.fetchrow(f"SELECT to_at, to_id, digest FROM {log.checkpoints} ORDER BY id DESC LIMIT 1")
+    start: Bound = (last["to_at"], last["to_id"]) if last else (_EPOCH, 0)
     prev = bytes(last["digest"]) if last else None
-    count, digest = await _range_digest(conn, log, prev, from_at, to_at)
-    if count:
+    sealed = 0
+    while start < (to_at, 0):
+        end = await _split(conn, log, start, (to_at, 0))
+        count, digest = await _range_digest(conn, log, prev, start, end)
+        if not count:
+            break  # nothing to seal: the next checkpoint begins where the last one ended, as before
         header = {
-            "log": log.table, "from_at": plain(from_at), "to_at": plain(to_at), "row_count": count,
-            "digest": digest.hex(), "prev_digest": _hex(prev),
+            "log": log.table, "from_at": plain(start[0]), "from_id": start[1], "to_at": plain(end[0]),
+            "to_id": end[1], "row_count": count, "digest": digest.hex(), "prev_digest": _hex(prev),
         }  # fmt: skip
         await conn.execute(
-            f"""INSERT INTO {log.checkpoints} (from_at, to_at, row_count, digest, prev_digest, mac)
-                VALUES ($1, $2, $3, $4, $5, $6)""",
-            from_at,
-            to_at,
+            f"""INSERT INTO {log.checkpoints}
+                       (from_at, from_id, to_at, to_id, row_count, digest, prev_digest, mac)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            *start,
+            *end,
             count,
             digest,
             prev,
             checkpoint_mac(key, header) if key is not None else None,
         )
-    return count
+        sealed += count
+        start, prev = end, digest
+    return sealed
+
+
+async def _split(conn: Connection, log: Log, start: Bound, end: Bound) -> Bound:
+    """Where a checkpoint from ``start`` ends: ``end``, or sooner, at its CHECKPOINT_ROWS-th row."""
+    if log.uuid_ids:
+        return end
+    where, args = log.in_range(start, end)
+    row = await conn.fetchrow(
+        f"""SELECT inserted_at, id FROM {log.table} WHERE {where}
+             ORDER BY inserted_at, id OFFSET {CHECKPOINT_ROWS} LIMIT 1""",
+        *args,
+        timeout=BACKLOG_TIMEOUT,
+    )
+    return (row["inserted_at"], row["id"]) if row else end
 
 
 async def last_checkpoint(conn: Connection, log: Log) -> asyncpg.Record | None:
@@ -318,16 +368,17 @@ async def _verify_log(
     to_check = dict(anchored.digests.get(log.table, {})) if anchored else {}
     began_after = anchored.began_after.get(log.table, 0) if anchored else None
     prev: bytes | None = None
-    last_to: datetime | None = None
+    last_end: Bound | None = None
     keyed = False
     for cp in await conn.fetch(f"SELECT * FROM {log.checkpoints} ORDER BY id"):
         counts.checkpoints += 1
         where = f"{log.noun} checkpoint {cp['id']}"
+        start, end = bounds(cp)
         if (cp["prev_digest"] and bytes(cp["prev_digest"])) != (prev or None) or (
-            last_to is not None and cp["from_at"] != last_to
+            last_end is not None and start != last_end
         ):
             problems.append(f"{where} does not follow the one before it")
-        count, digest = await _range_digest(conn, log, prev, cp["from_at"], cp["to_at"])
+        count, digest = await _range_digest(conn, log, prev, start, end)
         if count != cp["row_count"] or digest != bytes(cp["digest"]):
             problems.append(
                 f"{where} ({cp['from_at']:%Y-%m-%d %H:%M:%S} to {cp['to_at']:%H:%M:%S}): "
@@ -341,15 +392,14 @@ async def _verify_log(
             problems.append(f"{where} differs from the anchor file's copy: the log was rewritten")
         counts.sealed_rows += count
         prev = bytes(cp["digest"])
-        last_to = cp["to_at"]
+        last_end = end
     for missing in sorted(to_check):
         problems.append(
             f"{log.noun} checkpoint {missing} is in the anchor file but not in the database: "
             "the log was truncated or cut back"
         )
-    counts.unsealed_rows = await conn.fetchval(
-        f"SELECT count(*) FROM {log.table} WHERE inserted_at >= $1", last_to or _EPOCH
-    )
+    newer, args = log.in_range(last_end or (_EPOCH, 0))
+    counts.unsealed_rows = await conn.fetchval(f"SELECT count(*) FROM {log.table} WHERE {newer}", *args)
     return counts
 
 

@@ -9,7 +9,13 @@ ALTER TABLE consent_revocations ADD COLUMN inserted_at timestamptz NOT NULL DEFA
                                 ADD COLUMN salt uuid NOT NULL DEFAULT gen_random_uuid();
 ALTER TABLE dnc_history ADD COLUMN inserted_at timestamptz NOT NULL DEFAULT now(),
                         ADD COLUMN salt uuid NOT NULL DEFAULT gen_random_uuid();
-ALTER TABLE optouts ADD COLUMN inserted_at timestamptz NOT NULL DEFAULT now();
+-- Opt-outs have UUID ids, so their checkpoints are bounded by time alone: the ones stored so far are
+-- spread by when they were stored rather than all given this migration's instant.
+ALTER TABLE optouts ADD COLUMN inserted_at timestamptz;
+ALTER TABLE optouts DISABLE TRIGGER optouts_append_only;
+UPDATE optouts SET inserted_at = least(stored_at, now());
+ALTER TABLE optouts ENABLE TRIGGER optouts_append_only;
+ALTER TABLE optouts ALTER COLUMN inserted_at SET DEFAULT now(), ALTER COLUMN inserted_at SET NOT NULL;
 CREATE INDEX consent_grants_inserted_at ON consent_grants (inserted_at, id);
 CREATE INDEX consent_revocations_inserted_at ON consent_revocations (inserted_at, id);
 CREATE INDEX dnc_history_inserted_at ON dnc_history (inserted_at, id);
@@ -18,12 +24,18 @@ CREATE INDEX optouts_inserted_at ON optouts (inserted_at, id);
 -- A checkpoint's mac: HMAC-SHA256 of its header under the seal key, a key the database never sees
 -- (gate.seal_key, or seal.key in the data directory). Whoever holds only the database's credentials can
 -- re-chain SHA-256 digests but cannot make these. NULL: sealed before the key existed.
-ALTER TABLE decision_checkpoints ADD COLUMN mac bytea;
-ALTER TABLE call_event_checkpoints ADD COLUMN mac bytea;
-CREATE INDEX decision_checkpoints_to_at ON decision_checkpoints (to_at);
-CREATE INDEX call_event_checkpoints_to_at ON call_event_checkpoints (to_at);
+-- from_id and to_id: a checkpoint covers the rows from (from_at, from_id) up to, not including,
+-- (to_at, to_id) in (inserted_at, id) order, so that a backlog or one bulk import (a million rows with
+-- one inserted_at) is sealed in checkpoints of bounded size: an evidence bundle carries the hashes of
+-- every row of each checkpoint it cites. 0: the bound is the time alone (ids start at 1).
+ALTER TABLE decision_checkpoints ADD COLUMN mac bytea,
+    ADD COLUMN from_id bigint NOT NULL DEFAULT 0, ADD COLUMN to_id bigint NOT NULL DEFAULT 0;
+ALTER TABLE call_event_checkpoints ADD COLUMN mac bytea,
+    ADD COLUMN from_id bigint NOT NULL DEFAULT 0, ADD COLUMN to_id bigint NOT NULL DEFAULT 0;
+CREATE INDEX decision_checkpoints_to ON decision_checkpoints (to_at, to_id);
+CREATE INDEX call_event_checkpoints_to ON call_event_checkpoints (to_at, to_id);
 
--- The same shape as decision_checkpoints, each with its own id sequence.
+-- The same shape as decision_checkpoints, each with its own id sequence (opt-outs': from_id, to_id 0).
 CREATE TABLE consent_grant_checkpoints (
     id           bigserial PRIMARY KEY,
     from_at      timestamptz NOT NULL,
@@ -32,9 +44,11 @@ CREATE TABLE consent_grant_checkpoints (
     digest       bytea NOT NULL,
     prev_digest  bytea,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    mac          bytea
+    mac          bytea,
+    from_id      bigint NOT NULL DEFAULT 0,
+    to_id        bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX consent_grant_checkpoints_to_at ON consent_grant_checkpoints (to_at);
+CREATE INDEX consent_grant_checkpoints_to ON consent_grant_checkpoints (to_at, to_id);
 CREATE TABLE consent_revocation_checkpoints (
     id           bigserial PRIMARY KEY,
     from_at      timestamptz NOT NULL,
@@ -43,9 +57,11 @@ CREATE TABLE consent_revocation_checkpoints (
     digest       bytea NOT NULL,
     prev_digest  bytea,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    mac          bytea
+    mac          bytea,
+    from_id      bigint NOT NULL DEFAULT 0,
+    to_id        bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX consent_revocation_checkpoints_to_at ON consent_revocation_checkpoints (to_at);
+CREATE INDEX consent_revocation_checkpoints_to ON consent_revocation_checkpoints (to_at, to_id);
 CREATE TABLE dnc_history_checkpoints (
     id           bigserial PRIMARY KEY,
     from_at      timestamptz NOT NULL,
@@ -54,9 +70,11 @@ CREATE TABLE dnc_history_checkpoints (
     digest       bytea NOT NULL,
     prev_digest  bytea,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    mac          bytea
+    mac          bytea,
+    from_id      bigint NOT NULL DEFAULT 0,
+    to_id        bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX dnc_history_checkpoints_to_at ON dnc_history_checkpoints (to_at);
+CREATE INDEX dnc_history_checkpoints_to ON dnc_history_checkpoints (to_at, to_id);
 CREATE TABLE optout_checkpoints (
     id           bigserial PRIMARY KEY,
     from_at      timestamptz NOT NULL,
@@ -65,9 +83,11 @@ CREATE TABLE optout_checkpoints (
     digest       bytea NOT NULL,
     prev_digest  bytea,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    mac          bytea
+    mac          bytea,
+    from_id      bigint NOT NULL DEFAULT 0,
+    to_id        bigint NOT NULL DEFAULT 0
 );
-CREATE INDEX optout_checkpoints_to_at ON optout_checkpoints (to_at);
+CREATE INDEX optout_checkpoints_to ON optout_checkpoints (to_at, to_id);
 
 CREATE TRIGGER consent_grant_checkpoints_append_only BEFORE UPDATE OR DELETE ON consent_grant_checkpoints
     FOR EACH ROW EXECUTE FUNCTION dialguard_append_only();
