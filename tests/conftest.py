@@ -126,6 +126,15 @@ async def pool(session_pool: asyncpg.Pool) -> asyncpg.Pool:
 
 
 @pytest.fixture(autouse=True)
+def _own_seal_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gateways and commands a test starts seal under a key and an anchor file of that test's own: never
+    the user's data directory's, and never an anchor left by a test on a database emptied since."""
+    seal = tmp_path_factory.mktemp("seal")
+    monkeypatch.setenv("DIALGUARD_GATE_SEAL_KEY_FILE", str(seal / "seal.key"))
+    monkeypatch.setenv("DIALGUARD_GATE_SEAL_ANCHOR", str(seal / "seal-anchor.jsonl"))
+
+
+@pytest.fixture(autouse=True)
 async def _fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
     """Fail the test when the event loop reported an exception nobody handled (a lost task)."""
     loop = asyncio.get_running_loop()

@@ -8,10 +8,12 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import web
 
+from dialguard.anchor import AnchorFile, ensure_seal_key, seal_round
 from dialguard.asterisk.agi_routes import agi_routes
 from dialguard.asterisk.agi_server import AgiServer
 from dialguard.asterisk.ami import AmiClient
@@ -32,7 +34,6 @@ from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
-from dialguard.store.sealing import seal
 from dialguard.timeline import CallTimeline
 from dialguard.watchdog import LoopWatchdog, Supervisor, SystemdNotifier
 from dialguard.web.access_log import PathOnlyAccessLogger
@@ -121,10 +122,18 @@ def build_ami(
     return timeline, ami, originator
 
 
-async def seal_once(pool: asyncpg.Pool) -> None:
-    """One round of the sealer: checkpoint the decision and call-event logs."""
-    async with connection(pool) as conn:
-        await seal(conn)
+@dataclass(frozen=True, slots=True)
+class Sealer:
+    """The sealer's round: every evidence log checkpointed, signed with the seal key, anchored."""
+
+    pool: asyncpg.Pool
+    key: bytes
+    anchor: AnchorFile
+    clock: Clock
+
+    async def once(self) -> None:
+        async with connection(self.pool) as conn:
+            await seal_round(conn, key=self.key, anchor=self.anchor, clock=self.clock)
 
 
 async def serve(
@@ -153,6 +162,8 @@ async def serve(
             await migrate(conn)
         journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
+        key = await asyncio.to_thread(ensure_seal_key, settings)
+        sealer = Sealer(pool=pool, key=key, anchor=AnchorFile(settings.gate.seal_anchor), clock=clock)
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
         metrics = Metrics(clock=clock)
         metrics.watch_pool("call", pool)
@@ -164,7 +175,7 @@ async def serve(
         )
         if roaming is not None:
             metrics.watch_breaker(roaming.breaker)
-        await _run(settings, dsn, pool, admin_pool, clock, roaming, journal, metrics, stop)
+        await _run(settings, dsn, pool, admin_pool, clock, roaming, journal, metrics, sealer, stop)
 
 
 async def _run(
@@ -176,6 +187,7 @@ async def _run(
     roaming: RoamingService | None,
     journal: OptOutJournal,
     metrics: Metrics,
+    sealer: Sealer,
     stop: asyncio.Event,
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
@@ -248,7 +260,7 @@ async def _run(
             systemd.ready(serving)
         async with asyncio.TaskGroup() as tg:
             background = [
-                tg.create_task(tasks.every("sealer", SEAL_EVERY, lambda: seal_once(pool))),
+                tg.create_task(tasks.every("sealer", SEAL_EVERY, sealer.once)),
                 tg.create_task(tasks.every("journal_replay", REPLAY_EVERY, lambda: journal.replay(pool))),
                 # Both loop for ever; under the supervisor only so that a bug is logged and restarted.
                 tg.create_task(tasks.every("event_feed", FEED_RESTART, events.run)),

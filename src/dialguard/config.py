@@ -125,6 +125,13 @@ class GateSettings:
     # Seconds the event loop may go without running before the gateway ends itself (exit 70), so that
     # Asterisk's AGI() fails at once rather than waiting on a stalled gateway; 0 turns the watchdog off.
     loop_stall_limit: float = 5.0
+    # The seal key signs every checkpoint (HMAC), outside the database's reach: hex, 32 bytes or more
+    # (openssl rand -hex 32). Unset: the key in seal_key_file, made (mode 0600) by serve's first start.
+    # Gateways sharing a database share the key.
+    seal_key: Secret | None = None
+    seal_key_file: Path = Path("seal.key")  # relative: under database.data_dir
+    # Every checkpoint's header is appended here once committed: a truncated or rewritten log shows.
+    seal_anchor: Path = Path("seal-anchor.jsonl")  # relative: under database.data_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,13 +318,26 @@ def _absolute(s: Settings) -> Settings:
     """Paths made absolute once, at load: a relative data_dir against the current directory (said once
     here, not re-read per command), the journal under data_dir."""
     data_dir = s.database.data_dir.expanduser().absolute()
-    journal = s.calls.journal_path.expanduser()
-    journal = journal if journal.is_absolute() else data_dir / journal
+
+    def under_data_dir(path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else data_dir / path
+
+    gate = s.gate
+    seal_key_file, seal_anchor = under_data_dir(gate.seal_key_file), under_data_dir(gate.seal_anchor)
     return dataclasses.replace(
         s,
         database=dataclasses.replace(s.database, data_dir=data_dir),
-        calls=dataclasses.replace(s.calls, journal_path=journal),
+        calls=dataclasses.replace(s.calls, journal_path=under_data_dir(s.calls.journal_path)),
+        gate=dataclasses.replace(gate, seal_key_file=seal_key_file, seal_anchor=seal_anchor),
     )
+
+
+def _is_seal_key(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text.strip())) >= 32
+    except ValueError:
+        return False
 
 
 def _validate(s: Settings) -> None:
@@ -339,6 +359,9 @@ def _validate(s: Settings) -> None:
             "database.dsn: not a PostgreSQL DSN; write postgresql://USER:PASSWORD@HOST:5432/DBNAME "
             "(or leave it unset for the embedded PostgreSQL)"
         )
+    if s.gate.seal_key is not None and not _is_seal_key(s.gate.seal_key.value):
+        # Never echo the value: it is the key.
+        raise ConfigError("gate.seal_key: hex digits for 32 bytes or more (openssl rand -hex 32)")
     if s.log.format not in ("text", "json"):
         raise ConfigError(f"log.format: {s.log.format!r} is not text or json")
     if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

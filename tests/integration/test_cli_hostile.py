@@ -55,6 +55,9 @@ HOSTILE: list[list[str]] = [
     ["rules", "explain", "not-a-number"],
     ["verify", "--bogus"],
     ["calls", "tail", "--verdict", BINARY],
+    ["verify", "{tmp}/binary.csv"],
+    ["evidence", BINARY],
+    ["evidence", "--campaign", "spring", "-o", "/no/such/dir/out.json"],
 ]
 
 

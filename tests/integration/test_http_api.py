@@ -80,6 +80,8 @@ MATRIX = {
     ("GET", "/v1/whoami"): READ,
     ("GET", "/v1/decisions"): READ,
     ("GET", "/v1/events"): READ,
+    ("GET", "/v1/evidence/{number}"): {"admin", "supervisor"},
+    ("GET", "/v1/evidence"): {"admin", "supervisor"},
 }
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from dialguard import __version__
-from dialguard.cli import admin, calls, checks, gateway, lists, people
+from dialguard.anchor import AnchorError, SealKeyError
+from dialguard.cli import admin, calls, checks, evidence, gateway, lists, people
 from dialguard.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError
 from dialguard.clock import system_clock
 from dialguard.config import ConfigError, load_settings
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dialguard {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
-    for commands in (gateway, checks, people, lists, admin, calls):
+    for commands in (gateway, checks, people, lists, admin, calls, evidence):
         commands.register(sub)
     return p
 
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dialguard: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except JournalError as exc:
+    except (JournalError, SealKeyError, AnchorError) as exc:
         print(f"dialguard: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except PackError as exc:

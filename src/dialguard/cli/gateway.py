@@ -1,4 +1,4 @@
-"""The gateway itself: serve, migrate, the opt-out journal, and verifying the evidence logs."""
+"""The gateway itself: serve, migrate, the opt-out journal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 from dialguard.cli.common import (
-    EXIT_ERROR,
     EXIT_OK,
     Parser,
     add,
@@ -17,7 +16,6 @@ from dialguard.clock import Clock
 from dialguard.config import Settings
 from dialguard.store.db import create_pool, resolve_dsn
 from dialguard.store.migrate import migrate
-from dialguard.store.sealing import seal, verify
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
@@ -54,21 +52,6 @@ async def cmd_journal_status(settings: Settings, args: argparse.Namespace, clock
     return EXIT_OK
 
 
-async def cmd_verify(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
-    async with database(settings) as pool, pool.acquire() as conn:
-        sealed = await seal(conn) or {}
-        report = await verify(conn)
-    for table, counts in report.logs.items():
-        print(
-            f"{table}: sealed now {sealed.get(table, 0)}; checkpoints {counts.checkpoints}; "
-            f"sealed rows {counts.sealed_rows}; not yet sealed {counts.unsealed_rows}"
-        )
-    for problem in report.problems:
-        print(f"  TAMPERED: {problem}")
-    print("evidence logs intact" if report.ok else "evidence logs have been altered")
-    return EXIT_OK if report.ok else EXIT_ERROR
-
-
 def register(sub: Any) -> None:
     """This group's commands, on the top-level parser's subcommands."""
     s = add(sub, "serve", cmd_serve, "run the gateway: FastAGI, HTTP API, database (migrated at start)")
@@ -80,10 +63,3 @@ def register(sub: Any) -> None:
     jrs = jr.add_subparsers(dest="sub", metavar="ACTION", required=True, parser_class=Parser)
     js = add(jrs, "status", cmd_journal_status, "show the opt-outs that wait for the database")
     js.add_argument("--replay", action="store_true", help="store them now (serve does this by itself)")
-
-    add(
-        sub,
-        "verify",
-        cmd_verify,
-        "seal pending rows and verify the tamper-evident logs of decisions and call events",
-    )

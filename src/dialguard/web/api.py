@@ -581,6 +581,8 @@ async def get_audit(request: web.Request) -> web.Response:
     return web.json_response({"entries": _rows(rows)})
 
 
+from dialguard.web.evidence import ROUTES as EVIDENCE_ROUTES  # noqa: E402 - it builds on the names above
+
 ROUTES = (
     Route(
         "POST",
@@ -625,6 +627,7 @@ ROUTES = (
         content="text/csv",
     ),
     Route("GET", "/v1/audit", get_audit, frozenset({Role.ADMIN, Role.SUPERVISOR}), "The audit log"),
+    *EVIDENCE_ROUTES,
 )
 
 
