@@ -20,15 +20,18 @@ from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
-from dialguard.journal import OptOutJournal
+from dialguard.journal import DecisionJournal, OptOutJournal
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
 from dialguard.originate import OriginateSettings, Originator
+from dialguard.outage import DatabaseOutage, absorb_pool_floor_log, probe
 from dialguard.pacing import Pacer
 from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
+from dialguard.store.embedded import NAME as EMBEDDED_NAME
+from dialguard.store.embedded import EmbeddedKeeper
 from dialguard.store.migrate import migrate
 from dialguard.store.sealing import seal
 from dialguard.timeline import CallTimeline
@@ -39,7 +42,7 @@ from dialguard.web.app import create_app
 log = logging.getLogger(__name__)
 
 SEAL_EVERY = 10.0  # seconds between checkpoints of the decision log
-REPLAY_EVERY = 5.0  # seconds between replays of the opt-out journal (a no-op when it is empty)
+REPLAY_EVERY = 5.0  # seconds between replays of the journals (a no-op when they are empty)
 ADMIN_APP_NAME = "dialguard-admin"  # the admin pool's connections, as pg_stat_activity shows them
 
 
@@ -54,8 +57,11 @@ def build_gate(
     roaming: RoamingService | None = None,
     *,
     rules_of: Gate | None = None,
+    outage: DatabaseOutage | None = None,
+    journal: DecisionJournal | None = None,
 ) -> Gate:
-    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again."""
+    """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again;
+    ``outage`` and ``journal``: the one database state and decision journal every gate shares."""
     shadow = None
     if rules_of is not None:
         shadow = rules_of.shadow_rulebook
@@ -73,6 +79,8 @@ def build_gate(
         writer=settings.gate.writer or None,
         shadow_rulebook=shadow,
         roaming=roaming,
+        outage=outage,
+        journal=journal,
     )
 
 
@@ -124,7 +132,9 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     dsn = await resolve_dsn(settings.database)
     db = settings.database
+    outage = DatabaseOutage(clock=clock)
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(absorb_pool_floor_log(outage))  # the pools' reconnect tracebacks: the outage
         # Two pools: the call path's (FastAGI checks, POST /v1/checks, opt-outs, the sealer) and one for
         # admin work (imports, scrubs, the admin API), so that no import holds a connection a call needs.
         pool = await create_pool(dsn, size=db.pool_size, command_timeout=db.command_timeout)
@@ -137,9 +147,14 @@ async def serve(
             await migrate(conn)
         journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
+        decisions = DecisionJournal(settings.gate.journal_path, clock=clock)
+        decisions.check_writable()  # nor a block: every decision is stored, those of an outage late
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
+        await decisions.replay(pool)
         roaming = await stack.enter_async_context(open_roaming(settings.hlr, pool=pool, clock=clock))
-        await _run(settings, pool, admin_pool, clock, roaming, journal, stop)
+        await _run(
+            settings, pool, admin_pool, clock, roaming, journal, stop, outage=outage, decisions=decisions
+        )
 
 
 async def _run(
@@ -150,12 +165,17 @@ async def _run(
     roaming: RoamingService | None,
     journal: OptOutJournal,
     stop: asyncio.Event,
+    *,
+    outage: DatabaseOutage,
+    decisions: DecisionJournal,
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
-    gate = build_gate(settings, pool, clock, roaming)
+    gate = build_gate(settings, pool, clock, roaming, outage=outage, journal=decisions)
     metrics = Metrics()
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
-    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate)  # scrubs judge here
+    admin_gate = build_gate(  # scrubs judge here
+        settings, admin_pool, clock, roaming, rules_of=gate, outage=outage, journal=decisions
+    )
     calls = CallRoutes(
         pool=pool,
         keeper=keeper,
@@ -217,7 +237,15 @@ async def _run(
             background = [
                 tg.create_task(tasks.every("sealer", SEAL_EVERY, lambda: seal_once(pool))),
                 tg.create_task(tasks.every("journal_replay", REPLAY_EVERY, lambda: journal.replay(pool))),
+                tg.create_task(tasks.every("decision_replay", REPLAY_EVERY, lambda: decisions.replay(pool))),
+                # Notices the database's return, and says so, even when no check comes.
+                tg.create_task(
+                    tasks.every("database_watch", 0, lambda: outage.until_back(lambda: probe(pool)))
+                ),
             ]
+            if settings.database.dsn is None:  # our own server: keep it running (someone else's: report it)
+                embedded = EmbeddedKeeper(settings.database.data_dir, tasks)
+                background.append(tg.create_task(tasks.every(EMBEDDED_NAME, 0, embedded.watch)))
             if ami is not None and timeline is not None:
                 background += [tg.create_task(ami.run()), tg.create_task(timeline.run())]
             await stop.wait()

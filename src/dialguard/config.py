@@ -125,6 +125,9 @@ class GateSettings:
     # Seconds the event loop may go without running before the gateway ends itself (exit 70), so that
     # Asterisk's AGI() fails at once rather than waiting on a stalled gateway; 0 turns the watchdog off.
     loop_stall_limit: float = 5.0
+    # Decisions the database could not take (checks blocked while it is away) wait here, fsynced, and are
+    # stored when it returns; a relative path is beside the opt-out journal (calls.journal_path).
+    journal_path: Path = Path("decision-journal.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,14 +312,18 @@ def load_settings(
 
 def _absolute(s: Settings) -> Settings:
     """Paths made absolute once, at load: a relative data_dir against the current directory (said once
-    here, not re-read per command), the journal under data_dir."""
+    here, not re-read per command), the opt-out journal under data_dir, the decision journal beside it
+    (one place for what waits for the database; tests that move one move both)."""
     data_dir = s.database.data_dir.expanduser().absolute()
     journal = s.calls.journal_path.expanduser()
     journal = journal if journal.is_absolute() else data_dir / journal
+    decisions = s.gate.journal_path.expanduser()
+    decisions = decisions if decisions.is_absolute() else journal.parent / decisions
     return dataclasses.replace(
         s,
         database=dataclasses.replace(s.database, data_dir=data_dir),
         calls=dataclasses.replace(s.calls, journal_path=journal),
+        gate=dataclasses.replace(s.gate, journal_path=decisions),
     )
 
 

@@ -33,7 +33,8 @@ AMI_KEY = web.AppKey("ami", AmiClient)  # the AMI link /healthz reports on, when
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers: ``ok``, or ``degraded`` with the background tasks that are down
     (``down``: name -> last error and failures in a row; calls are still judged); 503 ``unavailable``
-    when the database does not answer (the gate would block every call)."""
+    when the database does not answer (the gate would block every call), with the outage's counters
+    (``outage``: since, cause, checks blocked) once the gate has met it."""
     pool = request.app[POOL_KEY]
     tasks = request.app.get(TASKS_KEY)
     down = {n: {"error": d.error, "failures": d.failures} for n, d in (tasks.down() if tasks else {}).items()}
@@ -42,6 +43,8 @@ async def healthz(request: web.Request) -> web.Response:
             await conn.fetchval("SELECT 1")
     except Exception as exc:  # any failure to reach the database means unhealthy
         body: dict[str, object] = {"status": "unavailable", "database": type(exc).__name__}
+        if (outage := request.app[GATE_KEY].outage.status()) is not None:
+            body["outage"] = outage
         if down:
             body["down"] = down
         return web.json_response(body, status=503)
