@@ -9,10 +9,13 @@ sessions) through an outage of ``--seconds``:
   link for ``--seconds`` and then lets them through again.
 
 Prints the gateway's log lines during the outage by level (the one-line-a-decision ``dialguard.decisions``
-lines apart), tracebacks, the checks blocked, the decisions stored afterwards, and the seconds from the
-cut to the first check that was judged on facts again.
+lines apart), tracebacks, the checks blocked and their session times (a blocked check's decision is
+journaled, fsynced, before the channel hears it), the decisions stored afterwards, and the seconds from
+the cut to the first check that was judged on facts again.
 
     .venv/bin/python bench/outage.py [--mode embedded|system] [--rate 20] [--seconds 15]
+
+Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -66,9 +69,16 @@ class Log:
         return dict(counts)
 
 
+LATENCIES: list[float] = []  # seconds, of the checks that were blocked as gate.unavailable
+
+
 async def check(asterisk: FakeAsterisk) -> str:
+    started = time.perf_counter()
     run = await asterisk.agi("check", NUMBER, "bench", within=30)
-    return run.variables.get("DIALGUARD_REASONS", "")
+    reasons = run.variables.get("DIALGUARD_REASONS", "")
+    if "gate.unavailable" in reasons:
+        LATENCIES.append(time.perf_counter() - started)
+    return reasons
 
 
 async def drive(asterisk: FakeAsterisk, rate: float, seconds: float, since: float) -> list[tuple[float, str]]:
@@ -164,6 +174,10 @@ async def run(
         await asyncio.sleep(6)  # a replay round, and the lines that say the database is back
         print(f"mode {args.mode}: {len(checks)} checks in {args.seconds:g} s, {blocked} blocked")
         print(f"first check judged on facts again {back} after the cut")
+        if LATENCIES:
+            ms = sorted(x * 1000 for x in LATENCIES)
+            p50, p99 = ms[len(ms) // 2], ms[len(ms) * 99 // 100]
+            print(f"blocked checks, session time: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
         print(f"log lines from the cut on: {log.since(mark)}")
         for line in log.lines[mark:]:
             if '"dialguard.decisions"' not in line and "gate unavailable, blocking call" not in line:
