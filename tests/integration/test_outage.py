@@ -34,6 +34,7 @@ from dialguard.outage import DatabaseOutage, absorb_pool_floor_log, probe
 from dialguard.policy.model import Verdict
 from dialguard.store.db import create_pool
 from dialguard.store.decisions import DecisionRow
+from dialguard.store.sealing import seal, verify
 from dialguard.web.app import create_app
 from tests.fakes.proxy import CuttableProxy
 from tests.fakes.rules import simple_rulebook
@@ -179,6 +180,8 @@ async def test_every_decision_of_an_outage_is_stored_once_when_the_database_retu
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT call_id, reason, recorded, body FROM decisions ORDER BY decided_at")
         attempts = await conn.fetchval("SELECT count(*) FROM attempts")
+        await seal(conn)
+        assert (await verify(conn)).ok  # hashed as stored, marks and all: tamper evidence holds
     assert {r["call_id"] for r in rows} == {r.call_id for r in made}
     assert len(rows) == 11  # each once
     assert attempts == 0  # blocks: no cap counts them
