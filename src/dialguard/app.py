@@ -24,15 +24,18 @@ from dialguard.events import EventAnnouncer, EventHub
 from dialguard.gate import Gate
 from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
-from dialguard.journal import OptOutJournal
+from dialguard.journal import DecisionJournal, OptOutJournal
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
 from dialguard.originate import OriginateSettings, Originator
+from dialguard.outage import DatabaseOutage, absorb_pool_floor_log, probe
 from dialguard.pacing import Pacer
 from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
 from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
+from dialguard.store.embedded import NAME as EMBEDDED_NAME
+from dialguard.store.embedded import EmbeddedKeeper
 from dialguard.store.migrate import migrate
 from dialguard.timeline import CallTimeline
 from dialguard.watchdog import LoopWatchdog, Supervisor, SystemdNotifier
@@ -42,7 +45,7 @@ from dialguard.web.app import create_app
 log = logging.getLogger(__name__)
 
 SEAL_EVERY = 10.0  # seconds between checkpoints of the decision log
-REPLAY_EVERY = 5.0  # seconds between replays of the opt-out journal (a no-op when it is empty)
+REPLAY_EVERY = 5.0  # seconds between replays of the journals (a no-op when they are empty)
 ADMIN_APP_NAME = "dialguard-admin"  # the admin pool's connections, as pg_stat_activity shows them
 FEED_RESTART = 0.1  # seconds before the event feed starts (and again after a bug ended it)
 
@@ -60,10 +63,13 @@ def build_gate(
     rules_of: Gate | None = None,
     on_stored: Callable[[], None] | None = None,
     metrics: Metrics | None = None,
+    outage: DatabaseOutage | None = None,
+    journal: DecisionJournal | None = None,
 ) -> Gate:
     """The gate on ``pool``; ``rules_of``: share that gate's rule books rather than load them again;
     ``on_stored``: told after each decision stored (the live feed's announcer); ``metrics``: told of
-    every decision."""
+    every decision; ``outage`` and ``journal``: the one database state and decision journal every gate
+    shares."""
     shadow = None
     if rules_of is not None:
         shadow = rules_of.shadow_rulebook
@@ -83,6 +89,8 @@ def build_gate(
         roaming=roaming,
         on_stored=on_stored,
         observe=metrics.observe_check if metrics is not None else None,
+        outage=outage,
+        journal=journal,
     )
 
 
@@ -149,7 +157,9 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     dsn = await resolve_dsn(settings.database)
     db = settings.database
+    outage = DatabaseOutage(clock=clock)
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(absorb_pool_floor_log(outage))  # the pools' reconnect tracebacks: the outage
         # Two pools: the call path's (FastAGI checks, POST /v1/checks, opt-outs, the sealer) and one for
         # admin work (imports, scrubs, the admin API), so that no import holds a connection a call needs.
         pool = await create_pool(dsn, size=db.pool_size, command_timeout=db.command_timeout)
@@ -164,7 +174,10 @@ async def serve(
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         key = await asyncio.to_thread(ensure_seal_key, settings)
         sealer = Sealer(pool=pool, key=key, anchor=AnchorFile(settings.gate.seal_anchor), clock=clock)
+        decisions = DecisionJournal(settings.gate.journal_path, clock=clock)
+        decisions.check_writable()  # nor a block: every decision is stored, those of an outage late
         await journal.replay(pool)  # what a crash or an outage left behind goes in first
+        await decisions.replay(pool)
         metrics = Metrics(clock=clock)
         metrics.watch_pool("call", pool)
         metrics.watch_pool("admin", admin_pool)
@@ -175,7 +188,20 @@ async def serve(
         )
         if roaming is not None:
             metrics.watch_breaker(roaming.breaker)
-        await _run(settings, dsn, pool, admin_pool, clock, roaming, journal, metrics, sealer, stop)
+        await _run(
+            settings,
+            dsn,
+            pool,
+            admin_pool,
+            clock,
+            roaming,
+            journal,
+            metrics,
+            sealer,
+            stop,
+            outage=outage,
+            decisions=decisions,
+        )
 
 
 async def _run(
@@ -189,16 +215,30 @@ async def _run(
     metrics: Metrics,
     sealer: Sealer,
     stop: asyncio.Event,
+    *,
+    outage: DatabaseOutage,
+    decisions: DecisionJournal,
 ) -> None:
     """The gateway's servers and background work, until ``stop``."""
     # The live feed: writers touch the announcer once a row is committed; the hub (its own connection,
     # not the pools') reads the logs of every gateway and feeds GET /v1/events.
     events = EventHub(dsn=dsn)
     announcer = EventAnnouncer(pool=pool, wake_local=events.wake)
-    gate = build_gate(settings, pool, clock, roaming, on_stored=announcer.touch, metrics=metrics)
+    gate = build_gate(
+        settings,
+        pool,
+        clock,
+        roaming,
+        on_stored=announcer.touch,
+        metrics=metrics,
+        outage=outage,
+        journal=decisions,
+    )
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
     # Scrubs judge here (a look-ahead is no decision: it is not counted as a check).
-    admin_gate = build_gate(settings, admin_pool, clock, roaming, rules_of=gate, metrics=metrics)
+    admin_gate = build_gate(
+        settings, admin_pool, clock, roaming, rules_of=gate, metrics=metrics, outage=outage, journal=decisions
+    )
     calls = CallRoutes(
         pool=pool,
         keeper=keeper,
@@ -265,7 +305,15 @@ async def _run(
                 # Both loop for ever; under the supervisor only so that a bug is logged and restarted.
                 tg.create_task(tasks.every("event_feed", FEED_RESTART, events.run)),
                 tg.create_task(tasks.every("event_announcer", FEED_RESTART, announcer.run)),
+                tg.create_task(tasks.every("decision_replay", REPLAY_EVERY, lambda: decisions.replay(pool))),
+                # Notices the database's return, and says so, even when no check comes.
+                tg.create_task(
+                    tasks.every("database_watch", 0, lambda: outage.until_back(lambda: probe(pool)))
+                ),
             ]
+            if settings.database.dsn is None:  # our own server: keep it running (someone else's: report it)
+                embedded = EmbeddedKeeper(settings.database.data_dir, tasks)
+                background.append(tg.create_task(tasks.every(EMBEDDED_NAME, 0, embedded.watch)))
             if ami is not None and timeline is not None:
                 background += [tg.create_task(ami.run()), tg.create_task(timeline.run())]
             await stop.wait()

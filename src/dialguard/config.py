@@ -132,6 +132,9 @@ class GateSettings:
     seal_key_file: Path = Path("seal.key")  # relative: under database.data_dir
     # Every checkpoint's header is appended here once committed: a truncated or rewritten log shows.
     seal_anchor: Path = Path("seal-anchor.jsonl")  # relative: under database.data_dir
+    # Decisions the database could not take (checks blocked while it is away) wait here, fsynced, and are
+    # stored when it returns; a relative path is beside the opt-out journal (calls.journal_path).
+    journal_path: Path = Path("decision-journal.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +319,8 @@ def load_settings(
 
 def _absolute(s: Settings) -> Settings:
     """Paths made absolute once, at load: a relative data_dir against the current directory (said once
-    here, not re-read per command), the journal under data_dir."""
+    here, not re-read per command), the opt-out journal under data_dir, the decision journal beside it
+    (one place for what waits for the database; tests that move one move both)."""
     data_dir = s.database.data_dir.expanduser().absolute()
 
     def under_data_dir(path: Path) -> Path:
@@ -324,12 +328,17 @@ def _absolute(s: Settings) -> Settings:
         return path if path.is_absolute() else data_dir / path
 
     gate = s.gate
+    journal = under_data_dir(s.calls.journal_path)
+    decisions = gate.journal_path.expanduser()
+    decisions = decisions if decisions.is_absolute() else journal.parent / decisions
     seal_key_file, seal_anchor = under_data_dir(gate.seal_key_file), under_data_dir(gate.seal_anchor)
     return dataclasses.replace(
         s,
         database=dataclasses.replace(s.database, data_dir=data_dir),
-        calls=dataclasses.replace(s.calls, journal_path=under_data_dir(s.calls.journal_path)),
-        gate=dataclasses.replace(gate, seal_key_file=seal_key_file, seal_anchor=seal_anchor),
+        calls=dataclasses.replace(s.calls, journal_path=journal),
+        gate=dataclasses.replace(
+            gate, seal_key_file=seal_key_file, seal_anchor=seal_anchor, journal_path=decisions
+        ),
     )
 
 

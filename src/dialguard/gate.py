@@ -26,6 +26,7 @@ import asyncpg
 
 from dialguard.clock import Clock
 from dialguard.hlr.service import RoamingService
+from dialguard.journal import DecisionJournal
 from dialguard.language import language_for
 from dialguard.numbers import (
     EmergencyNumber,
@@ -36,6 +37,7 @@ from dialguard.numbers import (
     parse_lead_state,
     parse_number,
 )
+from dialguard.outage import DatabaseOutage
 from dialguard.policy.checks import check_lead_state, check_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
 from dialguard.policy.frequency import caps_apply, counted_purposes
@@ -58,7 +60,7 @@ from dialguard.store.db import (
     connection,
     describe_failure,
 )
-from dialguard.store.decisions import insert_decision, stored_verdict
+from dialguard.store.decisions import DecisionRow, insert_decision, stored_verdict
 from dialguard.store.facts import AttemptWindow, StoredFacts, lock_number, read_facts, read_many_facts
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,7 @@ class GateDecision:
     purpose: Purpose = Purpose.MARKETING
     stored: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    journaled: bool = False  # not stored now: in the decision journal, stored when the database returns
 
     @property
     def verdict(self) -> Verdict:
@@ -197,6 +200,8 @@ class Gate:
         roaming: RoamingService | None = None,
         on_stored: Callable[[], None] | None = None,
         observe: Callable[[GateDecision, float], None] | None = None,
+        outage: DatabaseOutage | None = None,
+        journal: DecisionJournal | None = None,
     ) -> None:
         self.pool = pool
         self.rulebook = rulebook
@@ -212,16 +217,23 @@ class Gate:
         self.roaming = roaming  # None: no HLR configured; a look-up the rules ask for is unknown
         self.on_stored = on_stored  # told once a decision is committed (the live feed's wake-up)
         self.observe = observe  # told of every decision and the seconds it took (the metrics)
+        self.outage = outage or DatabaseOutage(clock=clock)  # the database away: one state, not a line a call
+        self.journal = journal  # where decisions the database did not take wait for it (None: nowhere)
 
     def parse(self, raw: str) -> NumberFacts | InvalidNumber:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
 
     async def check(self, request: CheckRequest) -> GateDecision:
         """Decide one call, store the decision, and log one line for it (every entry point comes here)."""
-        started = time.perf_counter()
+        started, epoch = time.perf_counter(), self.outage.epoch
         result = await self._check(request)
-        if result.stored and self.on_stored is not None:
-            self.on_stored()
+        if result.stored:
+            self.outage.answered(epoch)
+            if self.on_stored is not None:
+                self.on_stored()
+        elif request.keep and self.journal is not None:
+            # Every decision is stored: this one when the database returns.
+            result = dataclasses.replace(result, journaled=await self.journal.keep(self._row(result)))
         seconds = time.perf_counter() - started
         if self.observe is not None:
             self.observe(result, seconds)
@@ -229,11 +241,12 @@ class Gate:
         DECISIONS.info(
             "%s %s campaign %s call %s number %s via %s in %.1f ms%s",
             result.verdict, result.decision.reason, result.campaign, result.call_id, result.number_text,
-            request.channel, latency_ms, "" if result.stored else " (not stored)",
+            request.channel, latency_ms,
+            "" if result.stored else " (journaled)" if result.journaled else " (not stored)",
             extra={
                 "call_id": str(result.call_id), "campaign": result.campaign, "verdict": str(result.verdict),
                 "reason": result.decision.reason, "number": result.number_text, "channel": request.channel,
-                "latency_ms": latency_ms, "stored": result.stored,
+                "latency_ms": latency_ms, "stored": result.stored, "journaled": result.journaled,
             },
         )  # fmt: skip
         return result
@@ -319,8 +332,8 @@ class Gate:
         return _Call(call_id, request, number, campaign_name, rules, now)
 
     def _unavailable(self, call: _Call, cause: str) -> GateDecision:
-        # No facts, no call. The cause is logged once here; the decision carries it as evidence.
-        log.warning("gate unavailable, blocking call %s: %s", call.id, cause)
+        # No facts, no call. The decision carries the cause as evidence; the log hears of it once an outage.
+        self.outage.failed(cause, blocked=True)
         decision = Decision(Verdict.BLOCK, (Reason("gate.unavailable", False, {"cause": cause}),))
         rules_version = call.rules.version
         return GateDecision(
@@ -537,9 +550,8 @@ class Gate:
             }
         }
 
-    async def _insert(self, conn: Connection, result: GateDecision) -> None:
-        await insert_decision(
-            conn,
+    def _row(self, result: GateDecision) -> DecisionRow:
+        return DecisionRow(
             call_id=result.call_id,
             number=result.number_text,
             campaign=result.campaign,
@@ -553,6 +565,9 @@ class Gate:
             writer=self.writer,
         )
 
+    async def _insert(self, conn: Connection, result: GateDecision) -> None:
+        await insert_decision(conn, **self._row(result).fields())
+
     async def _store_invalid(self, result: GateDecision) -> GateDecision:
         """A decision made without facts (an unparsable number or lead state, an emergency number) stands
         whatever happens; it is stored when the database allows."""
@@ -560,12 +575,7 @@ class Gate:
             async with asyncio.timeout(self.fact_timeout), connection(self.pool) as conn:
                 await self._insert(conn, result)
         except (StoreUnavailable, TimeoutError) as exc:
-            log.warning(
-                "could not store decision %s (%s): %s",
-                result.call_id,
-                result.decision.codes,
-                describe_failure(exc),
-            )
+            self.outage.failed(describe_failure(exc))
             return dataclasses.replace(result, stored=False)
         return result
 

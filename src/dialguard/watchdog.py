@@ -214,7 +214,8 @@ class Supervisor:
     A round that raises (any ``Exception``; cancellation passes through untouched) is logged, the task
     is marked down, and the round runs again after a backoff that doubles from ``first_backoff`` up to
     ``max_backoff``; the first round that succeeds marks it up again. ``expected`` failures (the
-    database away) are logged without a traceback.
+    database away) are logged without a traceback, and only the first of a run (the rest at DEBUG: the
+    outage itself is logged once, by dialguard.outage).
     """
 
     def __init__(
@@ -233,6 +234,14 @@ class Supervisor:
         """The tasks down now, by name."""
         return dict(self._down)
 
+    def report(self, name: str, down: Down | None) -> None:
+        """Mark ``name`` down, or up again (None): for work kept outside :meth:`every` (the embedded
+        PostgreSQL's keeper), so that /healthz names it too."""
+        if down is None:
+            self._down.pop(name, None)
+        else:
+            self._down[name] = down
+
     def backoff(self, failures: int) -> float:
         """Seconds before the next round after ``failures`` failed rounds in a row."""
         return min(self.max_backoff, self.first_backoff * 2.0 ** min(failures - 1, 64))
@@ -250,14 +259,15 @@ class Supervisor:
                 delay = self.backoff(failures)
                 error = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
                 self._down[name] = Down(error, failures)
+                expected = isinstance(exc, self.expected)
                 log.log(
-                    logging.WARNING if isinstance(exc, self.expected) else logging.ERROR,
+                    (logging.WARNING if failures == 1 else logging.DEBUG) if expected else logging.ERROR,
                     "background task %s failed (%d in a row): %s; again in %g s",
                     name,
                     failures,
                     error,
                     delay,
-                    exc_info=None if isinstance(exc, self.expected) else exc,
+                    exc_info=None if expected else exc,
                 )
             else:
                 if failures:

@@ -24,6 +24,7 @@ from dialguard.config import Settings
 from dialguard.gate import Gate
 from dialguard.journal import OptOutJournal
 from dialguard.rules.loader import load_rulebook
+from dialguard.store.db import StoreUnavailable
 from dialguard.watchdog import Supervisor
 from dialguard.web.app import create_app
 
@@ -84,3 +85,37 @@ async def test_a_task_that_fails_three_times_is_restarted_each_time_and_health_s
     assert all(r.exc_info is not None for r in failed)  # with the traceback: an unexpected failure
     assert "(1 in a row)" in failed[0].getMessage() and "(3 in a row)" in failed[2].getMessage()
     assert any("works again after" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_database_outage_is_said_once_by_a_background_task_not_once_a_round(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 14, item 5: dialguard.outage logs the outage; each task adds one line, not one a round."""
+    failing = 3
+    worked = asyncio.Event()
+
+    async def seal() -> None:
+        nonlocal failing
+        if failing:
+            failing -= 1
+            raise StoreUnavailable("ConnectionRefusedError: [Errno 111] Connection refused")
+        worked.set()
+
+    tasks = Supervisor(first_backoff=0.01, max_backoff=0.02, expected=(StoreUnavailable,))
+    caplog.set_level(logging.DEBUG, logger="dialguard.watchdog")
+    sealing = asyncio.create_task(tasks.every("sealer", 0.001, seal))
+    try:
+        async with asyncio.timeout(10):
+            await worked.wait()
+    finally:
+        sealing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sealing
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [m for level, m in said if level >= logging.WARNING] == [
+        "background task sealer failed (1 in a row): StoreUnavailable: ConnectionRefusedError: [Errno 111] "
+        "Connection refused; again in 0.01 s"
+    ]
+    assert sum(level == logging.DEBUG for level, _ in said) == 2  # the next rounds: counted, not said
+    assert (logging.INFO, "background task sealer works again after 3 failures") in said
+    assert not any(r.exc_info for r in caplog.records)

@@ -109,6 +109,15 @@ def test_the_data_directory_is_absolute_and_the_journal_lives_in_it(tmp_path: Pa
     assert elsewhere.calls.journal_path == Path("/srv/journal.jsonl")
 
 
+def test_the_decision_journal_lives_beside_the_opt_out_journal(tmp_path: Path) -> None:
+    settings = load_settings(env={"XDG_DATA_HOME": str(tmp_path)})
+    assert settings.gate.journal_path == tmp_path / "dialguard" / "decision-journal.jsonl"
+    moved = load_settings(env={"DIALGUARD_CALLS_JOURNAL_PATH": "/srv/optouts/journal.jsonl"})
+    assert moved.gate.journal_path == Path("/srv/optouts/decision-journal.jsonl")
+    chosen = load_settings(env={"DIALGUARD_GATE_JOURNAL_PATH": "/srv/decisions.jsonl"})
+    assert chosen.gate.journal_path == Path("/srv/decisions.jsonl")
+
+
 def test_a_region_phonenumbers_does_not_know_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"numbers.default_region: 'XX'"):
         load_settings(env={"DIALGUARD_NUMBERS_DEFAULT_REGION": "XX"})

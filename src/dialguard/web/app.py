@@ -52,7 +52,8 @@ def statistics_warnings(*, autovacuum: str, track_counts: str) -> dict[str, str]
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers: ``ok``, or ``degraded`` with the background tasks that are down
     (``down``: name -> last error and failures in a row; calls are still judged); 503 ``unavailable``
-    when the database does not answer (the gate would block every call). ``warnings`` (name -> message)
+    when the database does not answer (the gate would block every call), with the outage's counters
+    (``outage``: since, cause, checks blocked) once the gate has met it. ``warnings`` (name -> message)
     reports what needs an administrator but fails nothing: autovacuum off."""
     pool = request.app[POOL_KEY]
     tasks = request.app.get(TASKS_KEY)
@@ -62,6 +63,8 @@ async def healthz(request: web.Request) -> web.Response:
             autovacuum, track_counts = await conn.fetchval(_SETTINGS_SQL)
     except Exception as exc:  # any failure to reach the database means unhealthy
         body: dict[str, object] = {"status": "unavailable", "database": type(exc).__name__}
+        if (outage := request.app[GATE_KEY].outage.status()) is not None:
+            body["outage"] = outage
         if down:
             body["down"] = down
         return web.json_response(body, status=503)
