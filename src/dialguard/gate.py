@@ -36,6 +36,7 @@ from dialguard.numbers import (
     parse_lead_state,
     parse_number,
 )
+from dialguard.policy.abandon import read_windows
 from dialguard.policy.checks import check_lead_state, check_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
 from dialguard.policy.frequency import caps_apply
@@ -261,6 +262,7 @@ class Gate:
                         campaign=first.campaign_name,
                         attempts_since=min(sinces, default=None),
                         now=first.now,
+                        abandon_windows={c.number.e164: read_windows(c.rules, c.now) for c in valid},
                     )
             except (StoreUnavailable, TimeoutError) as exc:
                 failure = exc
@@ -326,7 +328,12 @@ class Gate:
             stored = await _within(
                 deadline,
                 read_facts(
-                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+                    conn,
+                    number=e164,
+                    campaign=call.campaign_name,
+                    attempts_since=since,
+                    now=call.now,
+                    **_abandon_windows(call),
                 ),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
@@ -341,7 +348,12 @@ class Gate:
             stored = await _within(
                 deadline,
                 read_facts(
-                    conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now
+                    conn,
+                    number=e164,
+                    campaign=call.campaign_name,
+                    attempts_since=since,
+                    now=call.now,
+                    **_abandon_windows(call),
                 ),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
@@ -413,9 +425,11 @@ class Gate:
     async def _read_locked(self, conn: Connection, call: _Call) -> StoredFacts:
         e164 = call.number.e164
         await lock_number(conn, e164)
+        since = _attempts_since(call)
         return await read_facts(
-            conn, number=e164, campaign=call.campaign_name, attempts_since=_attempts_since(call), now=call.now
-        )
+            conn, number=e164, campaign=call.campaign_name, attempts_since=since, now=call.now,
+            **_abandon_windows(call),
+        )  # fmt: skip
 
     async def _settle(self, call: _Call, unsettled: _Unsettled) -> GateDecision:
         """The insert's answer was lost: the channel hears what the database holds. That backend is
@@ -475,6 +489,8 @@ class Gate:
             emergencies=stored.emergencies,
             lead_subdivision=call.request.lead_subdivision,
             roaming=roaming,
+            campaign_answers=stored.campaign_answers(read_windows(call.rules, call.now)[0], call.now),
+            last_abandoned=stored.last_abandoned,
         )
         decision = evaluate(facts, call.rules)
         extra: dict[str, Any] = {"channel": call.request.channel}
@@ -558,6 +574,12 @@ def _attempts_since(call: _Call) -> datetime | None:
     """How far back the caps look: the attempts older than this cannot count."""
     lookback = _longest_cap(call.rules)
     return call.now - lookback if lookback else None
+
+
+def _abandon_windows(call: _Call) -> dict[str, datetime | None]:
+    """How far back the abandon rule's facts are read (policy/abandon.py); None: not at all."""
+    abandon_since, repeat_since = read_windows(call.rules, call.now)
+    return {"abandon_since": abandon_since, "repeat_since": repeat_since}
 
 
 def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:
