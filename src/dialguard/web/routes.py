@@ -3,6 +3,6 @@ document are all built from this one table."""
 
 from __future__ import annotations
 
-from dialguard.web import api, calls_routes
+from dialguard.web import api, calls_routes, campaign_routes
 
-ROUTES = (*api.ROUTES, *calls_routes.ROUTES)
+ROUTES = (*api.ROUTES, *calls_routes.ROUTES, *campaign_routes.ROUTES)
