@@ -13,8 +13,8 @@ is 100 %), and blocking on it would keep the campaign from the answered calls th
 until the window slides: 30 days in the US. So the rate is measured against at least ``min_answered``
 answered calls (default and least ``ceil(1 / max_rate)``, 34 for 3 %): below it, the campaign is held once
 its abandoned count alone reaches what the limit allows of that many. A campaign that goes on to answer
-``min_answered`` calls has then stayed within the limit all along; one that answers fewer in the whole
-window may end above the percentage by at most that count (one abandoned call at 3 %). docs/rules.md.
+``min_answered`` calls is within the limit when it gets there; one that answers fewer in the whole window
+may end it with one abandoned call (at the default) over too few answered calls. docs/rules.md.
 """
 
 from __future__ import annotations
