@@ -38,6 +38,7 @@ from dialguard.numbers import (
     parse_number,
 )
 from dialguard.outage import DatabaseOutage
+from dialguard.policy.abandon import read_windows
 from dialguard.policy.checks import check_lead_state, check_number
 from dialguard.policy.engine import STRICTEST_PURPOSE, evaluate
 from dialguard.policy.frequency import caps_apply, counted_purposes
@@ -282,6 +283,7 @@ class Gate:
                         campaign=first.campaign_name,
                         attempts=AttemptWindow.widest(self._attempts(c) for c in valid),
                         now=first.now,
+                        abandon_windows={c.number.e164: read_windows(c.rules, c.now) for c in valid},
                     )
             except (StoreUnavailable, TimeoutError) as exc:
                 failure = exc
@@ -346,7 +348,14 @@ class Gate:
         async with self._connection(deadline) as conn:
             stored = await _within(
                 deadline,
-                read_facts(conn, number=e164, campaign=call.campaign_name, attempts=window, now=call.now),
+                read_facts(
+                    conn,
+                    number=e164,
+                    campaign=call.campaign_name,
+                    attempts=window,
+                    now=call.now,
+                    **_abandon_windows(call),
+                ),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
@@ -359,7 +368,14 @@ class Gate:
             # Read again: an opt-out or a revocation that arrived while the vendor answered must count.
             stored = await _within(
                 deadline,
-                read_facts(conn, number=e164, campaign=call.campaign_name, attempts=window, now=call.now),
+                read_facts(
+                    conn,
+                    number=e164,
+                    campaign=call.campaign_name,
+                    attempts=window,
+                    now=call.now,
+                    **_abandon_windows(call),
+                ),
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
@@ -431,8 +447,9 @@ class Gate:
         e164 = call.number.e164
         await lock_number(conn, e164)
         return await read_facts(
-            conn, number=e164, campaign=call.campaign_name, attempts=self._attempts(call), now=call.now
-        )
+            conn, number=e164, campaign=call.campaign_name, attempts=self._attempts(call), now=call.now,
+            **_abandon_windows(call),
+        )  # fmt: skip
 
     async def _settle(self, call: _Call, unsettled: _Unsettled) -> GateDecision:
         """The insert's answer was lost: the channel hears what the database holds. That backend is
@@ -509,6 +526,8 @@ class Gate:
             emergencies=stored.emergencies,
             lead_subdivision=call.request.lead_subdivision,
             roaming=roaming,
+            campaign_answers=stored.campaign_answers(read_windows(call.rules, call.now)[0], call.now),
+            last_abandoned=stored.last_abandoned,
         )
         decision = evaluate(facts, call.rules)
         extra: dict[str, Any] = {"channel": call.request.channel}
@@ -583,6 +602,12 @@ class Gate:
 def _longest_cap(rules: EffectiveRules) -> timedelta | None:
     periods = [cap.period for layer in rules.layers for cap in layer.frequency_caps]
     return max(periods) if periods else None
+
+
+def _abandon_windows(call: _Call) -> dict[str, datetime | None]:
+    """How far back the abandon rule's facts are read (policy/abandon.py); None: not at all."""
+    abandon_since, repeat_since = read_windows(call.rules, call.now)
+    return {"abandon_since": abandon_since, "repeat_since": repeat_since}
 
 
 def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:

@@ -60,6 +60,7 @@ WRITE = {"admin", "dialer"}
 MATRIX = {
     ("POST", "/v1/checks"): WRITE,
     ("GET", "/v1/campaigns"): READ,
+    ("GET", "/v1/campaigns/{name}"): READ,
     ("POST", "/v1/campaigns"): {"admin"},
     ("GET", "/v1/consents"): READ,
     ("POST", "/v1/consents"): WRITE,

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dialguard.numbers import NumberFacts, parse_number
+
 LANGUAGE = re.compile(r"[a-z]{2,3}")  # a prompt directory: en, es, pl ... never a path
 OPTOUT_KEYS = "0123456789*#"
 
@@ -64,6 +66,25 @@ def _sound(name: str) -> Callable[[Any], str | None]:
     return check
 
 
+SELLER_NAME_MAX = 64
+
+
+def _seller_name(value: Any) -> str | None:
+    # Named in the abandonment message and the evidence: one short printable line.
+    if isinstance(value, str) and value.strip() and len(value) <= SELLER_NAME_MAX and value.isprintable():
+        return None
+    return f'seller_name: 1 to {SELLER_NAME_MAX} printable characters naming the seller, e.g. "Acme Energy"'
+
+
+def _callback_number(value: Any) -> str | None:
+    # A number the callee can ring back: valid, written in E.164 so no region is guessed.
+    if isinstance(value, str) and value.startswith("+"):
+        parsed = parse_number(value, default_region="ZZ", dial_prefix="")
+        if isinstance(parsed, NumberFacts) and parsed.e164 == value:
+            return None
+    return 'callback_number: a valid number in E.164 form, "+" and digits only, e.g. "+442071234567"'
+
+
 SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "language": _language,
     "optout_digit": _optout_digit,
@@ -76,6 +97,11 @@ SETTINGS: dict[str, Callable[[Any], str | None]] = {
     "answer_path": _answer_path,
     # The abandonment message's middle part: a recording of the seller's name, made by the site
     "seller_prompt": _sound("seller_prompt"),
+    # Abandoned calls (policy/abandon.py): an agent takes every call (preview or progressive dialling), so
+    # a number abandoned lately may be called again; and who the abandonment message names.
+    "agent_guaranteed": _flag("agent_guaranteed"),
+    "seller_name": _seller_name,
+    "callback_number": _callback_number,
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from dialguard.numbers import EmergencyNumber, InvalidNumber
+from dialguard.policy.abandon import check_abandon
 from dialguard.policy.checks import check_campaign, check_consent, check_dnc, check_number
 from dialguard.policy.emergency import check_emergency
 from dialguard.policy.frequency import check_frequency
@@ -44,6 +45,7 @@ def evaluate(facts: CallFacts, rules: EffectiveRules | None) -> Decision:
         check_frequency(facts, current, purpose),
         check_roaming(facts, current, purpose),
     ]
+    reasons += check_abandon(facts, current, purpose)
     if (emergency := check_emergency(facts, current, purpose)) is not None:
         reasons.append(emergency)
     failed = [r for r in reasons if not r.passed]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from fractions import Fraction
 from typing import TypeAlias
 
 from dialguard.numbers import EmergencyNumber, InvalidNumber, NumberFacts
@@ -150,6 +151,29 @@ class RoamingFact:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerCounts:
+    """A campaign's calls answered by a person, and how many of them were abandoned, over a window.
+
+    Counted from hourly rows: ``abandoned`` from every hour that touches the window, ``answered`` only from
+    the hours wholly after its start, so the rate read is never below the true one (store/abandons.py).
+    """
+
+    answered: int
+    abandoned: int
+    since: datetime  # the window's start
+    until: datetime  # its end: the instant judged
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonedCall:
+    """An answered call no agent reached in time: the number may not be called again for a while (GB)."""
+
+    call_id: str
+    campaign: str
+    answered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CallFacts:
     """Everything the policy may know about one call. Gathered by the gate, judged by the engine."""
 
@@ -165,6 +189,9 @@ class CallFacts:
     roaming: RoamingFact | None = None
     registries: tuple[RegistryStatus, ...] = ()  # every loaded national list, hit or not
     emergencies: tuple[Emergency, ...] = ()  # declared, in force now, covering the number's prefixes
+    # Read only when the callee's rules have an abandoned-call rule (policy/abandon.py):
+    campaign_answers: AnswerCounts | None = None  # the campaign's answered calls over the rule's window
+    last_abandoned: AbandonedCall | None = None  # the number's latest abandoned call inside the repeat block
 
 
 # ---------------------------------------------------------------- rules
@@ -281,6 +308,25 @@ class RoamingRule:
 
 
 @dataclass(frozen=True, slots=True)
+class AbandonRule:
+    """The abandoned-call limit a campaign's answered calls are held to (policy/abandon.py).
+
+    ``agent_within`` and ``min_ring_seconds`` say what counts as abandoned and how long to ring: the
+    dialplan and the call log apply them; the policy shows them as evidence. ``min_answered`` is the
+    sample below which the rate is measured against that many answered calls (the cold start).
+    """
+
+    max_rate: Fraction  # exact: 3/100, so the boundary "at the limit" is exact too
+    window: timedelta
+    agent_within: timedelta
+    min_ring_seconds: int
+    min_answered: int
+    source: Source
+    repeat_block: timedelta | None = None  # no repeat call to an abandoned number within this (GB: 72 h)
+    purposes: frozenset[Purpose] = frozenset()  # empty: every purpose
+
+
+@dataclass(frozen=True, slots=True)
 class RuleLayer:
     """One level of rules: a country, a subdivision inside it, or the administrator's overrides.
 
@@ -301,6 +347,7 @@ class RuleLayer:
     dnc_lists: tuple[ListRule, ...] = ()
     roaming: RoamingRule | None = None
     emergency: EmergencyRule | None = None
+    abandon: AbandonRule | None = None
     # Every party must consent to a recording (all-party states): record only after the notice, unobjected.
     all_party_consent: Source | None = None
     # When the number gives no usable zone, or zones that share no window: which zones to presume, and why.

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from dialguard.numbers import NumberFacts, zones_for_subdivision
 from dialguard.policy.model import (
+    AbandonRule,
     CallingHours,
     ConsentRule,
     EffectiveRules,
@@ -49,18 +50,20 @@ def dated_layer(
     roaming: Sequence[RoamingRule] = (),
     emergency: Sequence[EmergencyRule] = (),
     recording: Sequence[Source] = (),
+    abandon: Sequence[AbandonRule] = (),
     presumed_zones: tuple[str, ...] = (),
     presumption: str | None = None,
 ) -> RuleLayer:
     """A layer from all its entries, each in force from its source's ``effective`` to its ``until``.
 
     The layer is cut at every day an entry starts or stops applying; each period holds the entries in force
-    throughout it (at most one calling-hours rule, one consent rule per purpose, one roaming, emergency and
-    recording rule: overlapping dates for one of those are an error). Built once, when the packs load.
+    throughout it (at most one calling-hours rule, one consent rule per purpose, one roaming, emergency,
+    recording and abandon rule: overlapping dates for one of those are an error). Built once, at load.
     """
     sources = [
         *(h.source for h in hours), *(c.source for c in consent), *(c.source for c in caps),
         *(d.source for d in dnc), *(r.source for r in roaming), *(e.source for e in emergency), *recording,
+        *(a.source for a in abandon),
     ]  # fmt: skip
     starts = {s.effective for s in sources if s.effective is not None}
     starts |= {s.until + timedelta(days=1) for s in sources if s.until is not None and s.until < date.max}
@@ -88,6 +91,7 @@ def dated_layer(
                 dnc_lists=tuple(d for d in dnc if d.source.in_force_on(day)),
                 roaming=_one_in_force(roaming, day, f"{key}: roaming"),
                 emergency=_one_in_force(emergency, day, f"{key}: emergency"),
+                abandon=_one_in_force(abandon, day, f"{key}: abandon"),
                 all_party_consent=all_party[0] if all_party else None,
                 presumed_zones=presumed_zones,
                 presumption=presumption,

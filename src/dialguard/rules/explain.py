@@ -9,8 +9,9 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from dialguard.numbers import NumberFacts
+from dialguard.policy.abandon import governing
 from dialguard.policy.hours import MOVING_HOLIDAYS, allowed_at, holiday_name, hours_on, next_allowed
-from dialguard.policy.model import CallingHours, EffectiveRules, Purpose, RuleLayer, Source
+from dialguard.policy.model import AbandonRule, CallingHours, EffectiveRules, Purpose, RuleLayer, Source
 from dialguard.policy.rulebook import RuleBook, in_force, local_days
 from dialguard.rules.loader import DAYS
 
@@ -56,6 +57,8 @@ def _entries(layers: Sequence[RuleLayer]) -> Iterator[tuple[str, Source]]:
             yield f"{key} emergency", emergency.source
         for source in _unique(mine, lambda p: [p.all_party_consent] if p.all_party_consent else []):
             yield f"{key} recording", source
+        for abandon in _unique(mine, lambda p: [p.abandon] if p.abandon else []):
+            yield f"{key} abandoned calls", abandon.source
 
 
 def _not_in_force(layers: Sequence[RuleLayer], days: Sequence[date]) -> list[str]:
@@ -87,6 +90,20 @@ def _hours_lines(hours: CallingHours) -> list[str]:
         lines.append(f"    also a holiday: {MOVING_HOLIDAYS[name][0]} (moves with Easter)")
     lines.append(f"    {_source(hours.source)}")
     return lines
+
+
+def _abandon_line(rule: AbandonRule) -> str:
+    scope = ", ".join(sorted(rule.purposes)) or "every purpose"
+    repeat = ""
+    if rule.repeat_block:
+        hours = rule.repeat_block.total_seconds() / 3600
+        repeat = f"; no call to an abandoned number within {hours:g} hours unless an agent is guaranteed"
+    return (
+        f"abandoned calls ({scope}): a campaign is held once they reach {float(rule.max_rate):.1%} of its "
+        f"answered calls over {_period(rule.window)} (measured against at least {rule.min_answered}); "
+        f"an agent within {rule.agent_within.total_seconds():g} s of the answer, else the message; "
+        f"ring at least {rule.min_ring_seconds} s{repeat} {_source(rule.source)}"
+    )
 
 
 def layer_lines(layer: RuleLayer, covers: list[str] | None = None) -> list[str]:
@@ -126,6 +143,8 @@ def layer_lines(layer: RuleLayer, covers: list[str] | None = None) -> list[str]:
     for emergency in _unique(periods, lambda p: [p.emergency] if p.emergency else []):
         scope = ", ".join(sorted(emergency.purposes))
         lines.append(f"  declared emergencies stop: {scope} {_source(emergency.source)}")
+    for abandon in _unique(periods, lambda p: [p.abandon] if p.abandon else []):
+        lines.append(f"  {_abandon_line(abandon)}")
     if layer.presumed_zones:
         lines.append(
             f"  zones presumed when unknown or sharing no window: {', '.join(layer.presumed_zones)}"
@@ -231,6 +250,8 @@ def explain(
             if not cap.purposes or purpose in cap.purposes:
                 every = _period(cap.period)
                 lines.append(f"cap ({layer.key}): {cap.max_calls} calls per {every} {_source(cap.source)}")
+    if (found := governing(current)) is not None and (not found[1].purposes or purpose in found[1].purposes):
+        lines.append(f"{_abandon_line(found[1])} (by {found[0]})")
     if dormant := _not_in_force(rules.layers, days):
         lines.append(f"not in force on {' / '.join(str(day) for day in days)}:")
         lines += dormant

@@ -40,6 +40,16 @@ A pack::
     purposes = ["marketing"]            # emergency is in force (`dialguard emergency add`)
     source = "..."
 
+    [abandon]                           # abandoned calls (answered, no agent in time), per campaign
+    max_rate = 0.03                     # at or above this share of answered calls, the campaign is held
+    window_days = 30                    # measured over a rolling window (or window_hours)
+    min_answered = 34                   # the rate is measured against at least this many answered calls
+    agent_within_seconds = 2            # an agent later than this after the answer: abandoned
+    min_ring_seconds = 15               # ring an unanswered call at least this long (the dialplan's job)
+    repeat_block_hours = 72             # no call to an abandoned number within this (absent: none)
+    purposes = ["marketing"]            # empty or absent: every purpose
+    source = "..."
+
     [presume]                           # zones to assume when the number gives none, or when
                                         # the zones it gives share no window at all
     zones = ["America/New_York"]
@@ -49,7 +59,8 @@ A pack::
     name = "Florida"
 
 A rule that changes on a date is written as dated entries, an array of tables whose dates do not overlap
-(``[[hours]]``, ``[[consent.marketing]]``, ``[[roaming]]``, ``[[emergency]]``, ``[[recording]]``; ``[[caps]]``
+(``[[hours]]``, ``[[consent.marketing]]``, ``[[roaming]]``, ``[[emergency]]``, ``[[recording]]``,
+``[[abandon]]``; ``[[caps]]``
 and ``[[dnc]]`` entries carry their own dates, and two entries for one list must not overlap)::
 
     [[subdivisions.PA.hours]]
@@ -72,10 +83,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, time, timedelta
+from fractions import Fraction
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
@@ -86,6 +99,7 @@ import holidays as holidays_lib
 
 from dialguard.policy.hours import MOVING_HOLIDAYS
 from dialguard.policy.model import (
+    AbandonRule,
     CallingHours,
     ConsentRule,
     EmergencyRule,
@@ -114,6 +128,7 @@ LAYER_KEYS = {
     "emergency",
     "recording",
     "presume",
+    "abandon",
     "note",
 }
 EMERGENCY_KEYS = {"purposes"} | SOURCE_KEYS
@@ -126,6 +141,10 @@ HOURS_KEYS |= SOURCE_KEYS
 CONSENT_KEYS = {"required", "kinds"} | SOURCE_KEYS
 CAP_KEYS = {"max_calls", "period_hours", "period_days", "purposes", "per_campaign"} | SOURCE_KEYS
 PRESUME_KEYS = {"zones", "reason"}
+ABANDON_KEYS = {
+    "max_rate", "window_hours", "window_days", "min_answered", "agent_within_seconds", "min_ring_seconds",
+    "repeat_block_hours", "purposes",
+} | SOURCE_KEYS  # fmt: skip
 DNC_KEYS = {
     "list",
     "required",
@@ -397,6 +416,56 @@ class _Builder:
             raise self.fail(f"{key}.all_party_consent", "must be true or false")
         return self.source(t, key), t["all_party_consent"]
 
+    def abandon(self, table: Any, key: str) -> AbandonRule:
+        t = self.keys(table, ABANDON_KEYS, key)
+
+        def number(name: str, low: float, high: float, *, whole: bool = False) -> float:
+            value = t.get(name)
+            kinds = int if whole else int | float
+            if not isinstance(value, kinds) or isinstance(value, bool) or not low < value <= high:
+                what = "a whole number" if whole else "a number"
+                raise self.fail(f"{key}.{name}", f"must be {what} above {low:g} and at most {high:g}")
+            return value
+
+        rate = t.get("max_rate")
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate < 1:
+            raise self.fail(f"{key}.max_rate", "must be a share above 0 and below 1, e.g. 0.03 for 3 %")
+        max_rate = Fraction(str(rate))  # 0.03 as written, 3/100: no binary rounding at the boundary
+        hours, days = t.get("window_hours"), t.get("window_days")
+        if (hours is None) == (days is None):
+            raise self.fail(key, "give exactly one of window_hours, window_days")
+        # The counts are kept an hour a row: a window is whole hours, at most a year of them.
+        window = timedelta(
+            hours=number("window_hours", 0, 8784, whole=True) if hours is not None else 0,
+            days=number("window_days", 0, 366, whole=True) if days is not None else 0,
+        )
+        # Below this many answered calls one abandoned call would already be over the limit: the smallest
+        # sample where it is not (34 for 3 %) is the default, and the least a pack may set.
+        least = math.ceil(1 / max_rate)
+        min_answered = t.get("min_answered", least)
+        if not isinstance(min_answered, int) or isinstance(min_answered, bool) or min_answered < least:
+            raise self.fail(
+                f"{key}.min_answered",
+                f"must be a whole number of at least {least} (1 / max_rate: below it one abandoned call "
+                "is over the limit and the campaign could never call again until the window slides)",
+            )
+        repeat = t.get("repeat_block_hours")
+        purposes = t.get("purposes", [])
+        if not isinstance(purposes, list):
+            raise self.fail(f"{key}.purposes", "must be a list")
+        return AbandonRule(
+            max_rate=max_rate,
+            window=window,
+            agent_within=timedelta(seconds=number("agent_within_seconds", 0, 60)),
+            min_ring_seconds=int(number("min_ring_seconds", 0, 300, whole=True)),
+            min_answered=min_answered,
+            source=self.source(t, key),
+            repeat_block=timedelta(hours=number("repeat_block_hours", 0, 8784))
+            if repeat is not None
+            else None,
+            purposes=frozenset(self.purpose(p, f"{key}.purposes") for p in purposes),
+        )
+
     def presume(self, table: Any, key: str) -> tuple[tuple[str, ...], str]:
         t = self.keys(table, PRESUME_KEYS, key)
         zones = t.get("zones")
@@ -434,6 +503,7 @@ class _Builder:
             dnc=self.dnc(t["dnc"], f"{prefix}dnc") if "dnc" in t else (),
             roaming=entries("roaming", self.roaming, lambda r: r.source),
             emergency=entries("emergency", self.emergency, lambda e: e.source),
+            abandon=entries("abandon", self.abandon, lambda a: a.source),
             recording=[src for src, all_party in recording if all_party],
             presumed_zones=zones,
             presumption=reason,

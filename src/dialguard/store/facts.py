@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from dialguard.policy.model import (
+    AbandonedCall,
+    AnswerCounts,
     Attempt,
     Campaign,
     ConsentRecord,
@@ -17,6 +19,7 @@ from dialguard.policy.model import (
     Purpose,
     RegistryStatus,
 )
+from dialguard.store.abandons import answer_hours_sql
 from dialguard.store.consent import CURRENT_CONSENTS_SQL, consent_from_row
 from dialguard.store.db import Connection
 from dialguard.store.dnc import hit_from_row
@@ -54,14 +57,25 @@ SELECT
                                                 'ends_at', ends_at)), '[]')
      FROM emergencies
     WHERE starts_at <= $4 AND ends_at > $4
-      AND (cardinality(prefixes) = 0 OR prefixes && $8::text[])) AS emergencies
+      AND (cardinality(prefixes) = 0 OR prefixes && $8::text[])) AS emergencies,
+  -- The abandoned-call rule's facts, read only when the callee's rules have one ($9, $10 not NULL).
+  {answer_hours_sql("$2", "$9::timestamptz", "$4")} AS answer_hours,
+  (SELECT jsonb_build_object('call_id', call_id, 'campaign', campaign, 'answered_at', answered_at)
+     FROM call_outcomes
+    WHERE number = $1 AND abandoned AND $10::timestamptz IS NOT NULL AND answered_at > $10::timestamptz
+      AND answered_at <= $4
+    ORDER BY answered_at DESC LIMIT 1) AS last_abandoned
 """
 
 # The same facts for many numbers in one round trip (a lead-list scrub): $1 becomes an array whose
-# elements the per-number parameters ($7, $8) are computed from.
+# elements the per-number parameters ($7, $8) are computed from; $7 and $8 the arrays of each number's
+# abandon windows (its rules say how far back, so they are per number too).
 _MANY_FACTS_SQL = (
-    "SELECT q.number, f.* FROM unnest($1::text[]) AS q(number) CROSS JOIN LATERAL ("
+    "SELECT q.number, f.* FROM unnest($1::text[], $7::timestamptz[], $8::timestamptz[])"
+    " AS q(number, abandon_since, repeat_since) CROSS JOIN LATERAL ("
     + re.sub(r"\$1\b", "q.number", _FACTS_SQL)
+    .replace("$9::timestamptz", "q.abandon_since")
+    .replace("$10::timestamptz", "q.repeat_since")
     .replace("$7", "substr(q.number, 2)::bigint")
     .replace("$8::text[]", "ARRAY(SELECT left(q.number, i) FROM generate_series(2, length(q.number) - 1) i)")
     + ") f"
@@ -79,6 +93,14 @@ class StoredFacts:
     registries: tuple[RegistryStatus, ...] = ()
     hlr: dict[str, Any] | None = None  # the cached HLR answer, fresh or not (the roaming service judges)
     emergencies: tuple[Emergency, ...] = ()
+    answer_counts: dict[str, int] | None = None  # the campaign's, over the abandon rule's window
+    last_abandoned: AbandonedCall | None = None
+
+    def campaign_answers(self, since: datetime | None, now: datetime) -> AnswerCounts | None:
+        """The counts read for the window from ``since`` (what read_facts was given) to ``now``."""
+        if since is None or self.answer_counts is None:
+            return None
+        return AnswerCounts(self.answer_counts["answered"], self.answer_counts["abandoned"], since, now)
 
 
 def _with_times(item: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -123,6 +145,12 @@ def _parse(row: Any) -> StoredFacts:
         emergencies=tuple(
             Emergency(e["id"], e["area"], e["reason"], _instant(e["ends_at"])) for e in row["emergencies"]
         ),
+        answer_counts=row["answer_hours"],
+        last_abandoned=(
+            AbandonedCall(last["call_id"], last["campaign"], _instant(last["answered_at"]))
+            if (last := row["last_abandoned"])
+            else None
+        ),
     )
 
 
@@ -158,22 +186,42 @@ def _window_args(window: AttemptWindow | None) -> tuple[datetime | None, list[st
 
 
 async def read_facts(
-    conn: Connection, *, number: str, campaign: str, attempts: AttemptWindow | None, now: datetime
+    conn: Connection,
+    *,
+    number: str,
+    campaign: str,
+    attempts: AttemptWindow | None,
+    now: datetime,
+    abandon_since: datetime | None = None,
+    repeat_since: datetime | None = None,
 ) -> StoredFacts:
-    """``attempts``: which attempts to read; None reads none (no cap counts this call)."""
+    """``attempts``: which attempts to read; None reads none (no cap counts this call).
+    ``abandon_since``/``repeat_since``: the abandon rule's windows (policy/abandon.py), None: not read."""
     since, purposes, purpose = _window_args(attempts)
     row = await conn.fetchrow(
-        _FACTS_SQL, number, campaign, since, now, purposes, purpose, int(number[1:]), prefixes_of(number)
-    )
+        _FACTS_SQL, number, campaign, since, now, purposes, purpose, int(number[1:]), prefixes_of(number),
+        abandon_since, repeat_since,
+    )  # fmt: skip
     return _parse(row)
 
 
 async def read_many_facts(
-    conn: Connection, *, numbers: list[str], campaign: str, attempts: AttemptWindow | None, now: datetime
+    conn: Connection,
+    *,
+    numbers: list[str],
+    campaign: str,
+    attempts: AttemptWindow | None,
+    now: datetime,
+    abandon_windows: dict[str, tuple[datetime | None, datetime | None]] | None = None,
 ) -> dict[str, StoredFacts]:
-    """Facts for many E.164 numbers of one campaign at one instant, keyed by number."""
+    """Facts for many E.164 numbers of one campaign at one instant, keyed by number; ``abandon_windows``
+    gives each number's (abandon_since, repeat_since), as read_facts takes them (absent: not read)."""
     since, purposes, purpose = _window_args(attempts)
-    rows = await conn.fetch(_MANY_FACTS_SQL, numbers, campaign, since, now, purposes, purpose)
+    windows = [(abandon_windows or {}).get(n, (None, None)) for n in numbers]
+    rows = await conn.fetch(
+        _MANY_FACTS_SQL, numbers, campaign, since, now, purposes, purpose,
+        [w[0] for w in windows], [w[1] for w in windows],
+    )  # fmt: skip
     return {row["number"]: _parse(row) for row in rows}
 
 

@@ -3,6 +3,12 @@ document are all built from this one table."""
 
 from __future__ import annotations
 
-from dialguard.web import api, calls_routes, numbers_route, supervise
+from dialguard.web import api, calls_routes, campaign_routes, numbers_route, supervise
 
-ROUTES = (*api.ROUTES, *calls_routes.ROUTES, *numbers_route.ROUTES, *supervise.ROUTES)
+ROUTES = (
+    *api.ROUTES,
+    *calls_routes.ROUTES,
+    *campaign_routes.ROUTES,
+    *numbers_route.ROUTES,
+    *supervise.ROUTES,
+)

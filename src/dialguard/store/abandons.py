@@ -1,0 +1,71 @@
+"""Answered calls' outcomes and the hourly counts the abandoned-call rule is governed by (migration 0008).
+
+The counts are kept an hour a row, so a window's rate is a sum of at most its hours in rows. A window rarely
+starts on the hour; its first hour is read on the safe side: its abandoned calls count, its answered calls
+do not (they may have been answered before the window). The rate read is never below the true rate; the
+price is up to an hour of answered calls left out at the window's old edge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from dialguard.policy.model import AnswerCounts
+from dialguard.store.db import Connection
+
+# The hour's row moves only when the outcome is new: a replayed outcome counts nothing twice. One
+# statement, so the outcome and its count land together; two writers of one hour meet on the row's lock.
+_RECORD_SQL = """
+WITH fresh AS (
+    INSERT INTO call_outcomes (call_id, number, campaign, answered_at, agent_at, abandoned)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (call_id) DO NOTHING
+    RETURNING campaign, answered_at, abandoned
+), counted AS (
+    INSERT INTO campaign_answer_hours AS h (campaign, hour, answered, abandoned)
+    SELECT campaign, date_trunc('hour', answered_at, 'UTC'), 1, abandoned::int FROM fresh
+    ON CONFLICT (campaign, hour) DO UPDATE
+       SET answered = h.answered + 1, abandoned = h.abandoned + EXCLUDED.abandoned
+    RETURNING 1
+)
+SELECT count(*) FROM counted
+"""
+
+
+def answer_hours_sql(campaign: str, since: str, until: str) -> str:
+    """A subquery: jsonb {answered, abandoned} of ``campaign`` from ``since`` to ``until`` (SQL expressions),
+    NULL when ``since`` is NULL (the rules ask for no count). A row covers [hour, hour + 1 h): abandoned
+    calls from every row that overlaps the window, answered calls from the rows wholly inside it."""
+    return f"""(SELECT jsonb_build_object(
+              'answered', coalesce(sum(answered) FILTER (WHERE hour >= {since}), 0),
+              'abandoned', coalesce(sum(abandoned), 0))
+         FROM campaign_answer_hours
+        WHERE campaign = {campaign} AND hour > {since} - interval '1 hour' AND hour <= {until}
+       HAVING {since} IS NOT NULL)"""
+
+
+_RATE_SQL = f"SELECT {answer_hours_sql('$1', '$2::timestamptz', '$3::timestamptz')} AS counts"
+
+
+async def record_outcome(
+    conn: Connection,
+    *,
+    call_id: uuid.UUID,
+    number: str,
+    campaign: str,
+    answered_at: datetime,
+    agent_at: datetime | None,
+    abandoned: bool,
+) -> bool:
+    """Keep an answered call's outcome and count it in its hour; False when the call was already kept
+    (the first outcome stands: call_outcomes is append-only)."""
+    counted = await conn.fetchval(_RECORD_SQL, call_id, number, campaign, answered_at, agent_at, abandoned)
+    return bool(counted)
+
+
+async def campaign_rate(conn: Connection, campaign: str, *, window: timedelta, now: datetime) -> AnswerCounts:
+    """The campaign's answered and abandoned calls over ``window`` up to ``now``, as the gate reads them."""
+    since = now - window
+    counts = await conn.fetchval(_RATE_SQL, campaign, since, now)
+    return AnswerCounts(counts["answered"], counts["abandoned"], since, now)
