@@ -28,8 +28,11 @@ from dialguard.clock import Clock
 from dialguard.gate import CheckRequest, Gate, GateDecision
 from dialguard.numbers import NumberFacts, emergency_number
 from dialguard.pacing import Pacer
+from dialguard.policy.abandon import governing
+from dialguard.policy.answer_path import answer_path
 from dialguard.policy.campaign_settings import usable
 from dialguard.policy.model import Verdict
+from dialguard.policy.rulebook import in_force
 from dialguard.store import originations
 from dialguard.store.campaigns import get_campaign
 from dialguard.store.db import Pool, connection
@@ -116,14 +119,17 @@ class Originator:
             campaign = await get_campaign(conn, campaign_name) if earlier is None else None
         if earlier is not None:
             return _replay(earlier, request.fingerprint())
-        refusal = self._cannot_send(campaign_name, call_id, campaign.settings if campaign else {})
+        settings = campaign.settings if campaign else {}
+        refusal = self._cannot_send(campaign_name, call_id, settings)
         if refusal is not None:
             async with connection(self.pool) as conn:
                 await originations.give_back(conn, caller=caller, key=key)
             return refusal
         placed = None
         try:
-            placed = await self._check_and_send(request, campaign_name, call_id, caller=caller, key=key)
+            placed = await self._check_and_send(
+                request, campaign_name, call_id, settings, caller=caller, key=key
+            )
         finally:
             if placed is None or placed.body.get("status") not in LIVE:
                 self.pacer.release(call_id)  # never rang: its place in the pace is free at once
@@ -153,7 +159,14 @@ class Originator:
         return None
 
     async def _check_and_send(
-        self, request: CallRequest, campaign: str, call_id: uuid.UUID, *, caller: str, key: str
+        self,
+        request: CallRequest,
+        campaign: str,
+        call_id: uuid.UUID,
+        settings: Mapping[str, Any],
+        *,
+        caller: str,
+        key: str,
     ) -> Placed:
         result = await self.gate.check(
             CheckRequest(
@@ -166,7 +179,7 @@ class Originator:
             blocked = {"call_id": str(call_id), "decision": decision, "status": "blocked"}
             return await self._settle(caller, key, "blocked", Placed(403, blocked))
         assert self.ami is not None  # _cannot_send saw it
-        headers = self._originate_headers(result, request.variables)
+        headers = self._originate_headers(result, request.variables, settings)
         if self.timeline is not None:
             self.timeline.expect(call_id)
         try:
@@ -196,7 +209,9 @@ class Originator:
         placed = {"call_id": str(call_id), "decision": decision, "status": "originated"}
         return await self._settle(caller, key, "originated", Placed(202, placed))
 
-    def _originate_headers(self, result: GateDecision, extra: dict[str, str]) -> list[tuple[str, str]]:
+    def _originate_headers(
+        self, result: GateDecision, extra: dict[str, str], settings: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
         assert isinstance(result.number, NumberFacts)
         e164 = result.number.e164
         s = self.settings
@@ -211,11 +226,18 @@ class Originator:
         if s.caller_id:
             headers.append(("CallerID", s.caller_id))
         language = result.channel_variables()["DIALGUARD_LANG"]
-        prompts = {  # the abandonment message, should no agent take the call in time
+        rules = self.gate.rulebook.rules_for(result.number)  # the abandon rules are national
+        two_second_rule = governing(in_force(rules, result.decided_at)) is not None
+        callback = usable(settings, "callback_number")
+        answer = {
+            "DIALGUARD_ANSWER_PATH": answer_path(settings, two_second_rule=two_second_rule),
+            # the abandonment message, should no agent take the call in time
             "DIALGUARD_ABANDON_PROMPT": f"{s.sound_prefix}/{language}/dialguard-abandoned",
+            "DIALGUARD_SELLER_PROMPT": str(usable(settings, "seller_prompt") or ""),
             "DIALGUARD_CALLBACK_PROMPT": f"{s.sound_prefix}/{language}/dialguard-callback",
+            "DIALGUARD_CALLBACK": str(callback)[1:] if callback else "",  # read out digit by digit
         }
-        variables = {**extra, **prompts, **result.channel_variables(), "DIALGUARD_CAMPAIGN": result.campaign}
+        variables = {**extra, **answer, **result.channel_variables(), "DIALGUARD_CAMPAIGN": result.campaign}
         # manager.c splits each Variable header as app.c splits an application's arguments (commas,
         # quotes, backslashes): the values are escaped as MSet's are, or DIALGUARD_REASONS would split.
         headers += [("Variable", f"{name}={mset_escape(value)}") for name, value in variables.items()]

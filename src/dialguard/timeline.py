@@ -72,6 +72,7 @@ class CallTimeline:
         self._retry_every = retry_every
         self._on_stored = on_stored  # told once a batch is committed (the live feed's wake-up)
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()  # run() and flush() never write the same batch twice
         self._dropped = 0
         self._failing = ""
 
@@ -123,6 +124,12 @@ class CallTimeline:
             await self._write_batch()
 
     async def _write_batch(self) -> None:
+        async with self._writing:
+            await self._write_locked()
+
+    async def _write_locked(self) -> None:
+        if not (self._steps or self._answered):
+            return
         steps = [self._steps[i] for i in range(min(BATCH, len(self._steps)))]
         answered = [self._answered[i] for i in range(min(BATCH, len(self._answered)))]
         try:

@@ -26,7 +26,7 @@ WITH given AS (
     RETURNING campaign, answered_at, abandoned
 )
 INSERT INTO campaign_answer_hours AS h (campaign, hour, answered, abandoned)
-SELECT campaign, date_trunc('hour', answered_at), count(*), count(*) FILTER (WHERE abandoned)
+SELECT campaign, date_trunc('hour', answered_at, 'UTC'), count(*), count(*) FILTER (WHERE abandoned)
   FROM fresh GROUP BY 1, 2
 ON CONFLICT (campaign, hour) DO UPDATE
    SET answered = h.answered + EXCLUDED.answered, abandoned = h.abandoned + EXCLUDED.abandoned
