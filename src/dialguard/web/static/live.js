@@ -33,12 +33,15 @@ function matches(d) {
   if (filters.verdict && d.verdict !== filters.verdict) return false;
   if (filters.number && digits(d.number) !== digits(filters.number)) return false;
   if (filters.since && Date.parse(d.decided_at) < Date.parse(filters.since)) return false;
-  if (filters.reason) {
-    const wanted = filters.reason;
-    const hit = (code) => code === wanted || String(code).startsWith(`${wanted}.`);
-    if (!hit(d.reason) && !(d.reasons ?? []).some((r) => !r.passed && hit(r.code))) return false;
-  }
-  return true;
+  return reasonMatches(d);
+}
+
+/** The reason filter: a whole code, or a family (dnc) matching any of its failed codes. */
+function reasonMatches(d) {
+  const wanted = filters.reason;
+  if (!wanted) return true;
+  const hit = (code) => code === wanted || String(code).startsWith(`${wanted}.`);
+  return hit(d.reason) || (d.reasons ?? []).some((r) => !r.passed && hit(r.code));
 }
 
 function row(d) {
@@ -124,7 +127,8 @@ function readFilters() {
 /** The filters as GET /v1/decisions takes them. */
 export function apiFilters() {
   const { campaign, verdict, reason, number, since, until } = filters;
-  return { campaign, verdict, reason, number, since, until };
+  // The API matches a whole code (dnc.internal); a family (dnc) is matched here, on what it sends.
+  return { campaign, verdict, reason: reason.includes('.') ? reason : '', number, since, until };
 }
 
 function addOlder(decisions) {
@@ -132,7 +136,7 @@ function addOlder(decisions) {
   const fragment = document.createDocumentFragment();
   for (const d of sorted) {
     feed.remember(d);
-    if (shown.has(d.call_id)) continue;
+    if (shown.has(d.call_id) || !reasonMatches(d)) continue;
     shown.add(d.call_id);
     fragment.append(row(d));
   }
