@@ -8,6 +8,7 @@ from dialguard.numbers import NumberFacts, parse_number
 from dialguard.policy.emergency import check_emergency
 from dialguard.policy.engine import evaluate
 from dialguard.policy.model import (
+    AnswerCounts,
     CallFacts,
     Campaign,
     ConsentRecord,
@@ -38,6 +39,8 @@ def facts(
         lead_subdivision=lead,
         consents=(ConsentRecord(1, "express", "web_form", NOW - timedelta(days=1), purpose=purpose),),
         registries=(RegistryStatus("us_national", NOW.date(), 1, hit=False),),  # fresh, not listed
+        # Read, as the gate reads them for a US callee: no calls abandoned, the campaign under its limit.
+        campaign_answers=AnswerCounts(0, 0, NOW - timedelta(days=30), NOW),
     )
 
 
