@@ -62,7 +62,7 @@ async def test_it_logs_in_with_events_on_and_never_logs_the_secret(caplog: pytes
     caplog.set_level(logging.DEBUG)
     events: list[AmiMessage] = []
     async with FakeAmi(username="dialguard", secret=SECRET) as ami, running(client_of(ami, events)) as client:
-        assert await client.wait_up(2.0)
+        assert await client.wait_up(10.0)
         (login,) = actions(ami, "Login")
         assert login.get("Username") == "dialguard" and login.get("Events") == "on"
         await eventually(lambda: any(e.event == "FullyBooted" for e in events))
@@ -88,7 +88,7 @@ async def test_a_refused_login_is_a_state_for_healthz_not_a_crash_loop(
 
 async def test_a_half_open_link_is_found_by_its_ping_and_dialled_again() -> None:
     async with FakeAmi(username="dialguard", secret=SECRET) as ami, running(client_of(ami)) as client:
-        assert await client.wait_up(2.0)
+        assert await client.wait_up(10.0)
         ami.silence()  # the socket stays open; nothing is answered
         await eventually(lambda: client.status.state is LinkState.DOWN, within=2.0)
         ami.unsilence()
@@ -99,7 +99,7 @@ async def test_a_half_open_link_is_found_by_its_ping_and_dialled_again() -> None
 
 async def test_a_dropped_link_is_dialled_again() -> None:
     async with FakeAmi(username="dialguard", secret=SECRET) as ami, running(client_of(ami)) as client:
-        assert await client.wait_up(2.0)
+        assert await client.wait_up(10.0)
         ami.drop_connections()
         await eventually(lambda: len(actions(ami, "Login")) == 2 and client.is_up)
         assert client.status.reconnects == 1
@@ -108,7 +108,7 @@ async def test_a_dropped_link_is_dialled_again() -> None:
 async def test_every_action_has_a_deadline_and_an_unanswered_one_is_unknown_not_resent() -> None:
     fake = FakeAmi(username="dialguard", secret=SECRET)
     async with fake as ami, running(client_of(ami, ping_interval=30)) as client:
-        assert await client.wait_up(2.0)
+        assert await client.wait_up(10.0)
         ami.silence()
         started = time.monotonic()
         with pytest.raises(AmiOutcomeUnknown):
@@ -123,7 +123,7 @@ async def test_every_action_has_a_deadline_and_an_unanswered_one_is_unknown_not_
 
 async def test_an_originate_in_flight_when_the_link_drops_is_unknown_and_never_sent_again() -> None:
     async with FakeAmi(username="dialguard", secret=SECRET) as ami, running(client_of(ami)) as client:
-        assert await client.wait_up(2.0)
+        assert await client.wait_up(10.0)
         ami.drop_after("Originate")
         with pytest.raises(AmiOutcomeUnknown):
             await client.originate(ORIGINATE)
@@ -134,7 +134,7 @@ async def test_an_originate_in_flight_when_the_link_drops_is_unknown_and_never_s
 
 async def test_originate_is_always_async_and_asterisk_refusals_are_errors() -> None:
     async with FakeAmi(username="dialguard", secret=SECRET) as ami, running(client_of(ami)) as client:
-        assert await client.wait_up(2.0)
+        assert await client.wait_up(10.0)
         answer = await client.originate([*ORIGINATE, ("Async", "false")])
         assert answer.get("Response") == "Success"
         (sent,) = actions(ami, "Originate")

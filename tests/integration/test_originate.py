@@ -84,7 +84,7 @@ async def rig_with(
         originator.ami, originator.timeline = link, timeline
         tasks = [asyncio.create_task(link.run()), asyncio.create_task(timeline.run())]
         try:
-            assert await link.wait_up(3.0)
+            assert await link.wait_up(10.0)
             app = create_app(settings=Settings(), pool=pool, gate=gate, originator=originator, ami=link)
             async with pool.acquire() as conn:
                 await campaigns.add_campaign(conn, name="reminders", purpose=Purpose.INFORMATIONAL)
@@ -176,7 +176,7 @@ async def test_without_the_ami_link_nothing_is_judged_counted_or_sent(rig: Rig) 
     async with rig.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM decisions") == 0
     await rig.ami.server_up()
-    assert await rig.link.wait_up(5.0)
+    assert await rig.link.wait_up(10.0)
     status, body, _ = await rig.call("down-1", campaign="reminders")  # the same key may try again
     assert status == 202
 
