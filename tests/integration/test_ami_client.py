@@ -51,7 +51,7 @@ def actions(ami: FakeAmi, name: str) -> list[ReceivedAction]:
     return [a for a in ami.actions if a.name.lower() == name.lower()]
 
 
-async def eventually(condition: object, within: float = 3.0) -> None:
+async def eventually(condition: object, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not met in time"
@@ -90,9 +90,9 @@ async def test_a_half_open_link_is_found_by_its_ping_and_dialled_again() -> None
     async with FakeAmi(username="dialguard", secret=SECRET) as ami, running(client_of(ami)) as client:
         assert await client.wait_up(10.0)
         ami.silence()  # the socket stays open; nothing is answered
-        await eventually(lambda: client.status.state is LinkState.DOWN, within=2.0)
+        await eventually(lambda: client.status.state is LinkState.DOWN, within=10.0)
         ami.unsilence()
-        await eventually(lambda: client.is_up, within=3.0)
+        await eventually(lambda: client.is_up, within=10.0)
         assert len(actions(ami, "Login")) >= 2
         assert (await client.action("Ping")).get("Ping") == "Pong"
 
