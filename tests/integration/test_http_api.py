@@ -80,6 +80,7 @@ MATRIX = {
     ("GET", "/v1/stats/verdicts"): READ,
     ("GET", "/v1/whoami"): READ,
     ("GET", "/v1/decisions"): READ,
+    ("GET", "/v1/calls"): READ,
     ("GET", "/v1/events"): READ,
     ("GET", "/v1/evidence/{number}"): {"admin", "supervisor"},
     ("GET", "/v1/evidence"): {"admin", "supervisor"},

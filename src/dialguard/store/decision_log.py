@@ -72,6 +72,21 @@ class LogFilter:
     number: str | None = None  # E.164
     since: datetime | None = None
     until: datetime | None = None
+    outcome: str | None = None  # one of OUTCOMES
+
+
+# What a call came to, as a condition on the decision (d) and its answered call's outcome (o, or NULLs).
+OUTCOMES = {
+    "blocked": "d.verdict = 'BLOCK'",
+    "allowed": "d.verdict = 'ALLOW'",
+    "answered": "o.call_id IS NOT NULL",
+    "connected": "o.agent_at IS NOT NULL",
+    "abandoned": "o.abandoned",
+}
+
+# The call's outcome as the calls list shows it: null when it was never answered (or not yet).
+_OUTCOME_JSON = """CASE WHEN o.call_id IS NULL THEN NULL ELSE jsonb_build_object(
+    'answered_at', o.answered_at, 'agent_at', o.agent_at, 'abandoned', o.abandoned) END"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +95,12 @@ class Page:
     next_cursor: Cursor | None  # None: this was the last page
 
 
-async def page(conn: Connection, where: LogFilter, *, after: Cursor | None, limit: int) -> Page:
+async def page(
+    conn: Connection, where: LogFilter, *, after: Cursor | None, limit: int, with_outcome: bool = False
+) -> Page:
     """One page of decisions, newest first. The JSON is built by PostgreSQL and passed on as text: a
-    page of 500 is never decoded and encoded again on its way out."""
+    page of 500 is never decoded and encoded again on its way out. ``with_outcome`` adds each call's
+    ``"outcome"`` (GET /v1/calls); call_outcomes is read only when that or an outcome filter asks."""
     args: list[object] = []
 
     def arg(value: object) -> str:
@@ -91,7 +109,7 @@ async def page(conn: Connection, where: LogFilter, *, after: Cursor | None, limi
 
     # Only the conditions given: each combination is its own prepared statement, planned for its index.
     conditions = [
-        f"{column} = {arg(value)}"
+        f"d.{column} = {arg(value)}"
         for column, value in (
             ("campaign", where.campaign),
             ("verdict", where.verdict),
@@ -100,15 +118,21 @@ async def page(conn: Connection, where: LogFilter, *, after: Cursor | None, limi
         )
         if value is not None
     ]
+    if where.outcome is not None:
+        conditions.append(OUTCOMES[where.outcome])
     if where.since is not None:
-        conditions.append(f"decided_at >= {arg(where.since)}")
+        conditions.append(f"d.decided_at >= {arg(where.since)}")
     if where.until is not None:
-        conditions.append(f"decided_at < {arg(where.until)}")
+        conditions.append(f"d.decided_at < {arg(where.until)}")
     if after is not None:
-        conditions.append(f"(decided_at, id) < ({arg(after.decided_at)}, {arg(after.id)})")
-    sql = f"""SELECT id, decided_at, (body || jsonb_build_object('id', id))::text AS json
-                FROM decisions {"WHERE " + " AND ".join(conditions) if conditions else ""}
-               ORDER BY decided_at DESC, id DESC LIMIT {arg(limit + 1)}"""
+        conditions.append(f"(d.decided_at, d.id) < ({arg(after.decided_at)}, {arg(after.id)})")
+    joined = with_outcome or where.outcome is not None
+    extra = f", 'outcome', {_OUTCOME_JSON}" if with_outcome else ""
+    sql = f"""SELECT d.id, d.decided_at, (d.body || jsonb_build_object('id', d.id{extra}))::text AS json
+                FROM decisions d
+                {"LEFT JOIN call_outcomes o ON o.call_id = d.call_id" if joined else ""}
+                {"WHERE " + " AND ".join(conditions) if conditions else ""}
+               ORDER BY d.decided_at DESC, d.id DESC LIMIT {arg(limit + 1)}"""
     rows = await conn.fetch(sql, *args)
     more = len(rows) > limit
     rows = rows[:limit]

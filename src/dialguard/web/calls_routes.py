@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -9,10 +10,10 @@ import uuid
 from aiohttp import web
 
 from dialguard.originate import CallRequest, Originator
-from dialguard.store import timeline
-from dialguard.web.api import ALL, WRITERS, Route, _lead_state, admin_connection, caller
+from dialguard.store import decision_log, timeline
+from dialguard.web.api import ALL, WRITERS, Route, _lead_state, _query_int, admin_connection, caller
 from dialguard.web.errors import ApiError
-from dialguard.web.validate import Field, read_body
+from dialguard.web.validate import Field, parse_instant, read_body
 
 ORIGINATOR_KEY = web.AppKey("originator", Originator)
 
@@ -95,6 +96,43 @@ async def get_call(request: web.Request) -> web.Response:
     )
 
 
+CALLS_QUERY = (
+    Field("campaign"),
+    Field("since", instant=True, doc="decided at or after"),
+    Field("until", instant=True, doc="decided before"),
+    Field("outcome", choices=tuple(decision_log.OUTCOMES), doc="what the call came to"),
+    Field("cursor", doc="next_cursor of the page before"),
+    Field("limit", int, doc="1 to 500, default 50"),
+)
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    """``{"calls": [decision JSON + "id" + "outcome", ...], "next_cursor": str | null}``, newest first:
+    the decision log's pager (store/decision_log.py) with each call's answered outcome beside it."""
+    q = request.query
+    outcome = q.get("outcome")
+    if outcome is not None and outcome not in decision_log.OUTCOMES:
+        choices = ", ".join(decision_log.OUTCOMES)
+        raise ApiError(422, "bad_field", f"outcome must be one of {choices}", {"field": "outcome"})
+    where = decision_log.LogFilter(
+        campaign=q.get("campaign"),
+        since=parse_instant(q["since"], "since") if "since" in q else None,
+        until=parse_instant(q["until"], "until") if "until" in q else None,
+        outcome=outcome,
+    )
+    try:
+        after = decision_log.Cursor.decode(q["cursor"]) if "cursor" in q else None
+    except decision_log.InvalidCursor as exc:
+        message = f"cursor: {exc}; pass next_cursor back as it was given"
+        raise ApiError(422, "invalid_cursor", message, {"field": "cursor"}) from None
+    limit = _query_int(request, "limit", 50, most=500)
+    async with admin_connection(request) as conn:
+        page = await decision_log.page(conn, where, after=after, limit=limit, with_outcome=True)
+    cursor = json.dumps(page.next_cursor.encode() if page.next_cursor else None)
+    text = f'{{"calls": [{",".join(page.decisions)}], "next_cursor": {cursor}}}'
+    return web.Response(text=text, content_type="application/json")
+
+
 ROUTES = (
     Route(
         "POST",
@@ -105,6 +143,14 @@ ROUTES = (
         "for one Idempotency-Key",
         body=CALL_BODY,
         call_path=True,
+    ),
+    Route(
+        "GET",
+        "/v1/calls",
+        list_calls,
+        ALL,
+        "Calls newest first, each decision with its answered outcome; filter by outcome, page by cursor",
+        query=CALLS_QUERY,
     ),
     Route("GET", "/v1/calls/{call_id}", get_call, ALL, "A call's decision, every reason, and its timeline"),
 )
