@@ -29,6 +29,7 @@ from typing import Any
 
 from dialguard.gate import CheckRequest, Gate
 from dialguard.policy.model import Decision
+from dialguard.slicing import Slicer
 
 NUMBER_COLUMNS = ("number", "phone", "phone_number", "telephone")
 STATE_COLUMNS = ("lead_state", "state")
@@ -39,6 +40,9 @@ OUT_COLUMNS = [
     "dialguard_next_callable_at",
     "dialguard_row_error",
 ]
+# Seconds of CPU a scrub runs before it hands the event loop back: FastAGI checks share the gateway's
+# loop, and each of a check's steps may wait this long behind a scrub (bench/scrub_isolation.py).
+SLICE = 0.0005
 
 
 class ScrubError(Exception):
@@ -154,12 +158,19 @@ def _ragged(cells: int, width: int) -> str:
 
 class Scrubber:
     def __init__(
-        self, *, gate: Gate, campaign: str | None, at: datetime | None = None, batch: int = 200
+        self,
+        *,
+        gate: Gate,
+        campaign: str | None,
+        at: datetime | None = None,
+        batch: int = 200,
+        slice_seconds: float | None = SLICE,
     ) -> None:
         self.gate = gate
         self.campaign = campaign
         self.at = at
-        self.batch = batch
+        self.batch = batch  # rows judged with one fact query
+        self.slice_seconds = slice_seconds  # None: the loop is never handed back mid-batch
 
     async def run(
         self,
@@ -194,14 +205,15 @@ class Scrubber:
         state_at = _column(header, STATE_COLUMNS)
         layout = Layout.of(header)
         await started(layout)
+        slicer = Slicer(self.slice_seconds)
         pending: list[list[str]] = []
         async for row in iterator:
             pending.append(row)
             if len(pending) >= self.batch:
-                await self._judge(pending, layout, at, number_at, state_at, each, summary)
+                await self._judge(pending, layout, at, number_at, state_at, each, summary, slicer)
                 pending = []
         if pending:
-            await self._judge(pending, layout, at, number_at, state_at, each, summary)
+            await self._judge(pending, layout, at, number_at, state_at, each, summary, slicer)
         return summary
 
     async def _judge(
@@ -213,6 +225,7 @@ class Scrubber:
         state_at: int | None,
         each: Callable[[Scrubbed], Awaitable[None]],
         summary: ScrubSummary,
+        slicer: Slicer,
     ) -> None:
         width = layout.width
         whole = [row for row in rows if len(row) == width]  # a ragged row is not judged
@@ -227,8 +240,9 @@ class Scrubber:
             )
             for row in whole
         ]
-        results = iter(await self.gate.look_ahead(requests) if requests else [])
+        results = iter(await self.gate.look_ahead(requests, pause=slicer.pause) if requests else [])
         for row in rows:  # in order, ragged rows in their places
+            await slicer.pause()  # each row's line is written (JSON, CSV) before the next
             if len(row) != width:
                 summary.not_judged += 1
                 cells = (row + [""] * width)[:width]
