@@ -1,7 +1,9 @@
 """Lead-list scrub: every row of a CSV judged as a call would be, streamed in and out in order.
 
 Rows are read, judged in bounded batches (one fact query for a whole batch), and written before the
-next batch is read, so a million-row file never sits in memory. A scrub is a look-ahead, not a call:
+next batch is read, so a million-row file never sits in memory. The work is cut into slices of
+``SLICE`` seconds, between which the event loop serves whatever else is ready: in the gateway, the
+FastAGI checks that share it (slicing.py). A scrub is a look-ahead, not a call:
 nothing counts as an attempt and no decision is stored; the output file is the record. Each row gets
 the verdict, the reason codes, next_callable_at and a row error; the summary counts rows by reason.
 
@@ -40,9 +42,10 @@ OUT_COLUMNS = [
     "dialguard_next_callable_at",
     "dialguard_row_error",
 ]
-# Seconds of CPU a scrub runs before it hands the event loop back: FastAGI checks share the gateway's
-# loop, and each of a check's steps may wait this long behind a scrub (bench/scrub_isolation.py).
-SLICE = 0.0005
+# Seconds a scrub runs before it hands the event loop back: FastAGI checks share the gateway's loop,
+# and each step of a check may wait this long behind a scrub. 0.25 ms kept check p99 within 1.5x
+# during a 100k-row scrub, 1 ms did not (docs/benchmarks.md, bench/scrub_isolation.py).
+SLICE = 0.00025
 
 
 class ScrubError(Exception):
@@ -209,6 +212,7 @@ class Scrubber:
         pending: list[list[str]] = []
         async for row in iterator:
             pending.append(row)
+            await slicer.pause()  # reading a row costs too (an NDJSON lead is decoded as it is read)
             if len(pending) >= self.batch:
                 await self._judge(pending, layout, at, number_at, state_at, each, summary, slicer)
                 pending = []
