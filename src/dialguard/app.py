@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -286,6 +287,11 @@ async def _run(
     watchdog = LoopWatchdog(stall_limit) if stall_limit else None
     systemd = SystemdNotifier.from_environment(os.environ, pid=os.getpid())
     await runner.setup()
+    # What is loaded by now (modules, rule packs, holiday calendars: some 60k objects) lives as long as
+    # the process. Out of the collector's sight, a full collection takes ~1 ms rather than the 12-20 ms
+    # that every check in flight would wait (a lead-list scrub's garbage brings one every few seconds).
+    gc.collect()
+    gc.freeze()
     try:
         if watchdog is not None:
             watchdog.start()

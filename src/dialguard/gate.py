@@ -180,6 +180,10 @@ class GateDecision:
         }
 
 
+async def _carry_on() -> None:
+    """No pause: the look-ahead runs its batch in one go."""
+
+
 def default_writer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -266,10 +270,17 @@ class Gate:
         except _Unsettled as unsettled:
             return await self._settle(call, unsettled)
 
-    async def look_ahead(self, requests: Sequence[CheckRequest]) -> list[GateDecision]:
+    async def look_ahead(
+        self, requests: Sequence[CheckRequest], *, pause: Callable[[], Awaitable[None]] = _carry_on
+    ) -> list[GateDecision]:
         """Judge many numbers of one campaign at one instant with a single fact query (a lead-list
-        scrub): nothing is stored or counted. Every request must share its campaign and ``at``."""
-        calls = [self._call(dataclasses.replace(r, keep=False, record=False)) for r in requests]
+        scrub): nothing is stored or counted. Every request must share its campaign and ``at``.
+        ``pause`` is awaited after each number parsed and each judged: where a caller that shares the
+        event loop hands it back (slicing.Slicer), so that a batch never holds it for long."""
+        calls: list[_Call | GateDecision] = []
+        for r in requests:
+            calls.append(self._call(dataclasses.replace(r, keep=False, record=False)))
+            await pause()
         valid = [c for c in calls if isinstance(c, _Call)]
         facts: dict[str, StoredFacts] = {}
         failure: Exception | None = None
@@ -284,6 +295,7 @@ class Gate:
                         attempts=AttemptWindow.widest(self._attempts(c) for c in valid),
                         now=first.now,
                         abandon_windows={c.number.e164: read_windows(c.rules, c.now) for c in valid},
+                        pause=pause,
                     )
             except (StoreUnavailable, TimeoutError) as exc:
                 failure = exc
@@ -305,6 +317,7 @@ class Gate:
                 campaign = self._campaign(call.campaign_name, stored.campaign)
                 judged = self._judge(call, campaign, stored, roaming.get(call.number.e164))
                 out.append(dataclasses.replace(judged, stored=False))
+            await pause()
         return out
 
     def _call(self, request: CheckRequest) -> _Call | GateDecision:

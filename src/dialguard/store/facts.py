@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -213,16 +213,24 @@ async def read_many_facts(
     attempts: AttemptWindow | None,
     now: datetime,
     abandon_windows: dict[str, tuple[datetime | None, datetime | None]] | None = None,
+    pause: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, StoredFacts]:
     """Facts for many E.164 numbers of one campaign at one instant, keyed by number; ``abandon_windows``
-    gives each number's (abandon_since, repeat_since), as read_facts takes them (absent: not read)."""
+    gives each number's (abandon_since, repeat_since), as read_facts takes them (absent: not read).
+    ``pause`` is awaited after each number's facts are made model objects (slicing.Slicer: ~5 µs a
+    number)."""
     since, purposes, purpose = _window_args(attempts)
     windows = [(abandon_windows or {}).get(n, (None, None)) for n in numbers]
     rows = await conn.fetch(
         _MANY_FACTS_SQL, numbers, campaign, since, now, purposes, purpose,
         [w[0] for w in windows], [w[1] for w in windows],
     )  # fmt: skip
-    return {row["number"]: _parse(row) for row in rows}
+    facts = {}
+    for row in rows:
+        facts[row["number"]] = _parse(row)
+        if pause is not None:
+            await pause()
+    return facts
 
 
 async def lock_number(conn: Connection, number: str) -> None:
