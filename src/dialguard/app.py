@@ -235,6 +235,7 @@ async def _run(
         outage=outage,
         journal=decisions,
     )
+    metrics.watch_abandon_rates(gate.rulebook)  # read with the national lists, at scrape time
     keeper = OptOutKeeper(pool=pool, journal=journal, metrics=metrics, clock=clock)
     # Scrubs judge here (a look-ahead is no decision: it is not counted as a check).
     admin_gate = build_gate(

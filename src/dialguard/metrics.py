@@ -2,7 +2,8 @@
 
 Counted as they happen: checks by verdict and reason, their latency, decisions stored or not, opt-outs,
 HLR look-ups and their latency. Read when Prometheus scrapes (``scrape()``): the database pools' use, the
-opt-out journal's depth, the HLR circuit breaker's state, and each national do-not-call list's age — read
+opt-out journal's depth, the HLR circuit breaker's state, each national do-not-call list's age and each
+campaign's abandoned-call rate — read
 from the admin pool and cached a few seconds, so that no scrape takes a connection a call needs and a
 storm of scrapes is one query.
 
@@ -24,7 +25,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from dialguard.clock import Clock, system_clock
 from dialguard.hlr.breaker import BreakerState, CircuitBreaker
 from dialguard.journal import OptOutJournal
-from dialguard.store.db import DATABASE_FAILURES, Pool, describe_failure
+from dialguard.policy.abandon import rules_in_force
+from dialguard.policy.rulebook import RuleBook
+from dialguard.store.abandons import campaign_rates
+from dialguard.store.db import DATABASE_FAILURES, Connection, Pool, describe_failure
 from dialguard.store.registry import registry_status
 
 if TYPE_CHECKING:
@@ -93,6 +97,8 @@ class Metrics:
         self._list_dates: dict[str, date] = {}
         self._lists_read_at: float | None = None
         self._lists_lock = asyncio.Lock()
+        self._rulebook: RuleBook | None = None
+        self._abandon: list[tuple[str, str, float]] = []  # campaign, layer, rate as the governor measures it
         self.registry.register(self)  # collect(): the values read at scrape time
 
     # ---------------------------------------------------------------- what the composition root wires
@@ -106,6 +112,10 @@ class Metrics:
 
     def watch_breaker(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
+
+    def watch_abandon_rates(self, rulebook: RuleBook) -> None:
+        """Each campaign's abandoned-call rate under each rule in force, read with the national lists."""
+        self._rulebook = rulebook
 
     def watch_national_lists(self, pool: Pool) -> None:
         """Read the national lists' dates on ``pool`` (the admin pool: never one a call needs)."""
@@ -150,12 +160,23 @@ class Metrics:
             try:
                 async with asyncio.timeout(LISTS_WITHIN), pool.acquire() as conn:
                     rows = await registry_status(conn)
+                    abandon = await self._abandon_rates(conn) if self._rulebook is not None else []
             except DATABASE_FAILURES as exc:
                 log.warning(
                     "metrics: national lists not read (%s); their last ages stand", describe_failure(exc)
                 )
                 return
             self._list_dates = {r["name"]: r["list_date"] for r in rows if r["list_date"] is not None}
+            self._abandon = abandon
+
+    async def _abandon_rates(self, conn: Connection) -> list[tuple[str, str, float]]:
+        assert self._rulebook is not None
+        now = self.clock()
+        out = []
+        for layer, rule in rules_in_force(self._rulebook, now.astimezone(UTC).date()):
+            for campaign, counts in sorted((await campaign_rates(conn, window=rule.window, now=now)).items()):
+                out.append((campaign, layer, counts.abandoned / max(counts.answered, rule.min_answered, 1)))
+        return out
 
     def collect(self) -> Iterator[Metric]:
         """The values read at scrape time (prometheus_client calls this on each render)."""
@@ -200,3 +221,13 @@ class Metrics:
                 # A date no calendar has (infinity) is the oldest, as the facts read it: never fresh.
                 ages.add_metric([name], (today - (date.min if day == date.max else day)).days)
             yield ages
+        if self._rulebook is not None:
+            rates = GaugeMetricFamily(
+                "dialguard_campaign_abandon_rate",
+                "Each campaign's abandoned calls over its answered ones in the rule's window, as the "
+                "governor measures it (against at least the rule's min_answered); held at the limit",
+                labels=["campaign", "layer"],
+            )
+            for campaign, layer, rate in self._abandon:
+                rates.add_metric([campaign, layer], rate)
+            yield rates

@@ -31,7 +31,9 @@ from dialguard.hlr.service import RoamingService
 from dialguard.journal import OptOutJournal
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
+from dialguard.rules.loader import load_rulebook
 from dialguard.store import dnc
+from dialguard.store.abandons import record_outcome
 from dialguard.store.calls import OptOut
 from dialguard.store.db import create_pool
 from dialguard.store.registry import import_registry
@@ -291,3 +293,32 @@ async def test_the_journal_depth_counts_whole_lines_only(tmp_path: Path) -> None
     with journal.path.open("ab") as f:
         f.write(b'\nnot json\n{"id": "torn')
     assert journal.depth() == 3
+
+
+async def test_each_campaigns_abandon_rate_as_the_governor_measures_it(
+    pool: asyncpg.Pool, admin_pool: asyncpg.Pool, aiohttp_client: Any
+) -> None:
+    us = load_rulebook()  # the shipped packs: the US rule, 3 % over 30 days, measured against >= 34 answered
+    metrics = Metrics(clock=fixed_clock(NOW), monotonic=Ticks(), lists_ttl=5)
+    metrics.watch_national_lists(admin_pool)
+    metrics.watch_abandon_rates(us)
+    gate = Gate(pool=pool, rulebook=us, clock=fixed_clock(NOW), default_region="US")
+    client: Client = await aiohttp_client(
+        create_app(settings=Settings(), pool=pool, gate=gate, metrics=metrics)
+    )
+    async with pool.acquire() as conn:
+        for n in range(40):  # 40 answered calls of one campaign an hour ago, 2 of them abandoned
+            await record_outcome(
+                conn, call_id=uuid.uuid4(), number=f"+1212555{n:04d}", campaign="spring",
+                answered_at=NOW - timedelta(hours=1), agent_at=None, abandoned=n < 2,
+            )  # fmt: skip
+        await record_outcome(  # another campaign, 31 days ago: outside the window
+            conn, call_id=uuid.uuid4(), number="+12125559999", campaign="old",
+            answered_at=NOW - timedelta(days=31), agent_at=None, abandoned=True,
+        )  # fmt: skip
+    rates = of(await scrape(client), "dialguard_campaign_abandon_rate")
+    # Under each rule in force: the US's 30 days and GB's 24 hours both hold the hour-old calls.
+    assert rates == {
+        labels(campaign="spring", layer="US"): 2 / 40,
+        labels(campaign="spring", layer="GB"): 2 / 40,
+    }

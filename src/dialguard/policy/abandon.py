@@ -19,7 +19,7 @@ may end it with one abandoned call (at the default) over too few answered calls.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from dialguard.policy.campaign_settings import usable
 from dialguard.policy.model import (
@@ -31,13 +31,25 @@ from dialguard.policy.model import (
     Purpose,
     Reason,
 )
-from dialguard.policy.rulebook import in_force
+from dialguard.policy.rulebook import RuleBook, in_force
 
 
 def governing(rules: EffectiveRules) -> tuple[str, AbandonRule] | None:
     """The abandon rule of the last layer that has one, with that layer's key."""
     found = [(layer.key, layer.abandon) for layer in rules.layers if layer.abandon is not None]
     return found[-1] if found else None
+
+
+def rules_in_force(rulebook: RuleBook, day: date) -> list[tuple[str, AbandonRule]]:
+    """Every layer's abandon rule in force on ``day`` (the EU's members share one layer), by layer key."""
+    named = [*rulebook.countries.values(), rulebook.default, *rulebook.subdivisions.values()]
+    layers = {layer.key: layer for layer in [*named, *rulebook.overrides]}.values()
+    return [
+        (layer.key, period.abandon)
+        for layer in layers
+        for period in layer.periods()
+        if period.abandon is not None and period.in_force_on(day)
+    ]
 
 
 def read_windows(rules: EffectiveRules, now: datetime) -> tuple[datetime | None, datetime | None]:

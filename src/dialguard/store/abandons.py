@@ -46,6 +46,12 @@ def answer_hours_sql(campaign: str, since: str, until: str) -> str:
 
 
 _RATE_SQL = f"SELECT {answer_hours_sql('$1', '$2::timestamptz', '$3::timestamptz')} AS counts"
+# Every campaign with answered calls in the window, counted as the gate counts one (the metrics).
+_RATES_SQL = f"""
+SELECT c.campaign, {answer_hours_sql("c.campaign", "$1::timestamptz", "$2::timestamptz")} AS counts
+  FROM (SELECT DISTINCT campaign FROM campaign_answer_hours
+         WHERE hour > $1::timestamptz - interval '1 hour' AND hour <= $2::timestamptz) c
+"""
 
 
 async def record_outcome(
@@ -69,3 +75,13 @@ async def campaign_rate(conn: Connection, campaign: str, *, window: timedelta, n
     since = now - window
     counts = await conn.fetchval(_RATE_SQL, campaign, since, now)
     return AnswerCounts(counts["answered"], counts["abandoned"], since, now)
+
+
+async def campaign_rates(conn: Connection, *, window: timedelta, now: datetime) -> dict[str, AnswerCounts]:
+    """Every campaign's counts over ``window`` up to ``now`` (those with calls in it), as campaign_rate."""
+    since = now - window
+    rows = await conn.fetch(_RATES_SQL, since, now)
+    return {
+        r["campaign"]: AnswerCounts(r["counts"]["answered"], r["counts"]["abandoned"], since, now)
+        for r in rows
+    }

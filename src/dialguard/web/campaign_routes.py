@@ -7,9 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dialguard.policy.abandon import rate_reason
-from dialguard.policy.model import Campaign, RuleLayer
-from dialguard.policy.rulebook import RuleBook
+from dialguard.policy.abandon import rate_reason, rules_in_force
+from dialguard.policy.model import Campaign
 from dialguard.store import abandons, campaigns
 from dialguard.web.api import ALL, GATE_KEY, Route, admin_connection, now
 from dialguard.web.errors import ApiError
@@ -17,22 +16,11 @@ from dialguard.web.errors import ApiError
 CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # as the campaigns table's CHECK
 
 
-def _layers(rulebook: RuleBook) -> list[RuleLayer]:
-    """Every layer once (the EU's members share one), the packs' then the administrator's."""
-    named = [*rulebook.countries.values(), rulebook.default, *rulebook.subdivisions.values()]
-    return list({layer.key: layer for layer in [*named, *rulebook.overrides]}.values())
-
-
 async def get_campaign(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     gate = request.app[GATE_KEY]
     at = now(request)
-    rules = [
-        (layer.key, period.abandon)
-        for layer in _layers(gate.rulebook)
-        for period in layer.periods()
-        if period.abandon is not None and period.in_force_on(at.date())
-    ]
+    rules = rules_in_force(gate.rulebook, at.date())
     counted: list[dict[str, Any]] = []
     async with admin_connection(request) as conn:
         found = await campaigns.get_campaign(conn, name) if CAMPAIGN_NAME.fullmatch(name) else None
