@@ -79,13 +79,33 @@ async function showDetail(name) {
   } catch (err) {
     if (!err.absent && err.status !== 404) say(status, `Campaign ${name} could not be read: ${err.message}`);
   }
-  const pairs = Object.entries(full).filter(([k]) => k !== 'name' && k !== 'settings');
+  const pairs = Object.entries(full).filter(([k]) => !['name', 'settings', 'abandon'].includes(k));
   const settings = Object.entries(full.settings ?? {});
   detail.replaceChildren(
     h('h2', {}, `Campaign ${name}`),
     h('dl', { class: 'facts' },
       pairs.map(([k, v]) => [h('dt', {}, k.replaceAll('_', ' ')), h('dd', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))]),
-      settings.map(([k, v]) => [h('dt', {}, `setting: ${k.replaceAll('_', ' ')}`), h('dd', {}, JSON.stringify(v))])));
+      settings.map(([k, v]) => [h('dt', {}, `setting: ${k.replaceAll('_', ' ')}`), h('dd', {}, JSON.stringify(v))])),
+    abandonTable(full.abandon ?? []));
+}
+
+/** Each abandoned-call rule's count against its limit (GET /v1/campaigns/{name}'s "abandon"). */
+function abandonTable(rules) {
+  if (!rules.length) return h('p', { class: 'note' }, 'No abandoned-call rule applies to this campaign’s callees.');
+  const percent = (x) => (x == null ? '—' : `${(x * 100).toFixed(1)} %`);
+  const hours = (s) => (s > 86400 ? `${s / 86400} days` : `${s / 3600} h`);
+  return h('table', { class: 'abandon' },
+    h('caption', {}, 'Abandoned calls against each rule'),
+    h('thead', {}, h('tr', {}, ['Rules', 'Window', 'Answered', 'Abandoned', 'Rate', 'Limit', 'State']
+      .map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rules.map((r) => h('tr', { class: r.held ? 'blocked' : 'allowed' },
+      h('th', { scope: 'row' }, r.pack),
+      h('td', {}, hours(r.window_seconds)),
+      h('td', { class: 'count' }, String(r.answered ?? '—')),
+      h('td', { class: 'count' }, String(r.abandoned ?? '—')),
+      h('td', { class: 'count' }, percent(r.rate)),
+      h('td', { class: 'count' }, percent(r.limit)),
+      h('td', {}, r.held ? 'held: no new calls' : 'under the limit')))));
 }
 
 async function refresh() {
