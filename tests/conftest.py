@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dialguard.store.db import create_pool, start_embedded, stop_embedded
+from dialguard.store.db import create_pool, init_connection, start_embedded, stop_embedded
 from dialguard.store.migrate import migrate
 from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, ensure_login_role, grant_gateway
 from dialguard.store.setup import with_user
@@ -59,9 +59,9 @@ _SERVER: list[str] = []  # the server's superuser DSN, once server_dsn has it
 async def as_owner(conn: Any) -> AsyncIterator[asyncpg.Connection]:
     """The schema owner's connection to ``conn``'s database, for what a test does that the gateway's
     role may not: tamper with history, slow an insert down with a trigger."""
-    owner = await asyncpg.connect(
-        _with_database(_SERVER[0], await conn.fetchval("SELECT current_database()"))
-    )
+    database = await conn.fetchval("SELECT current_database()")
+    owner = await asyncpg.connect(_with_database(_SERVER[0], database))
+    await init_connection(owner)  # jsonb as the gateway reads it: row hashes are computed from it
     try:
         yield owner
     finally:

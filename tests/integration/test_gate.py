@@ -195,7 +195,7 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
         proxy.hold_replies()  # the insert goes on and commits; its answer is lost on the way back
         heard = await check
     finally:
-        async with pool.acquire() as conn:
+        async with as_owner(pool) as conn:
             await conn.execute(
                 "DROP TRIGGER slow_decision_insert ON decisions; DROP FUNCTION slow_decision_insert()"
             )
@@ -204,7 +204,7 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
     async with pool.acquire() as conn:
         stored = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", heard.call_id)
         attempts = await conn.fetchval("SELECT count(*) FROM attempts WHERE call_id = $1", heard.call_id)
-    assert (str(heard.verdict), stored, attempts) == ("ALLOW", "ALLOW", 1)
+    assert (str(heard.verdict), stored, attempts) == ("ALLOW", "ALLOW", 1), heard.decision
     assert heard.stored
 
 
