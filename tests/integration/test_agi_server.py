@@ -366,6 +366,29 @@ async def test_silent_peer_times_out_without_stalling_others(start_server: Serve
     assert server.stats["timeout"] == 2 and server.stats["ok"] == 1
 
 
+async def test_a_peer_trickling_its_environment_is_closed_at_one_deadline_for_the_block(
+    start_server: ServerFactory,
+) -> None:
+    """Each line within read_timeout of the last, the block as a whole far past it: closed at the
+    block's deadline, so slow peers cannot hold every session until session_timeout (issue 14)."""
+    server = await start_server({"check": noop}, read_timeout=0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    sent = 0
+    try:
+        for n in range(40):  # 40 lines, one each 0.1 s: 4 s in all, 8 times the deadline
+            writer.write(b"agi_arg_%d: x\n" % n)
+            await writer.drain()
+            sent += 1
+            await asyncio.sleep(0.1)
+            if reader.at_eof() or server.stats["timeout"]:
+                break
+    except ConnectionError:
+        pass  # the server closed first: what this test wants
+    finally:
+        writer.close()
+    assert server.stats["timeout"] == 1 and sent < 40
+
+
 async def test_peer_closing_inside_the_environment_block(start_server: ServerFactory) -> None:
     server = await start_server({"check": noop})
     _, writer = await asyncio.open_connection("127.0.0.1", server.port)

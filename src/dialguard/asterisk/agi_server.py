@@ -385,16 +385,19 @@ class AgiServer:
     ) -> AgiSession:
         env = EnvironmentReader(max_lines=self.max_env_lines)
         leftover: list[str] = []
-        while not env.done:
-            async with asyncio.timeout(self.read_timeout):
+        # One deadline for the whole block, not one per read: Asterisk writes it at once, and a peer
+        # trickling a line every few seconds would otherwise hold a session (of agi.max_sessions) until
+        # session_timeout, before any route's own lifetime applies.
+        async with asyncio.timeout(self.read_timeout):
+            while not env.done:
                 data = await reader.read(READ_CHUNK)
-            if not data:
-                raise PeerClosed("connection closed inside the environment block")
-            for line in lines.feed(data):
-                if env.done:
-                    leftover.append(line)  # Asterisk sends nothing unasked; keep it for the reply reader
-                else:
-                    env.feed_line(line)
+                if not data:
+                    raise PeerClosed("connection closed inside the environment block")
+                for line in lines.feed(data):
+                    if env.done:
+                        leftover.append(line)  # Asterisk sends nothing unasked; keep it for the reply reader
+                    else:
+                        env.feed_line(line)
         return AgiSession(
             env.request(), reader, writer, lines, read_timeout=self.read_timeout, peer=peer, pending=leftover
         )
