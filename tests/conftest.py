@@ -9,14 +9,17 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from dialguard.store.db import create_pool, start_embedded, stop_embedded
+from dialguard.store.db import create_pool, init_connection, start_embedded, stop_embedded
 from dialguard.store.migrate import migrate
+from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, ensure_login_role, grant_gateway
+from dialguard.store.setup import with_user
 from tests.fakes.proxy import CuttableProxy
 
 TEST_DSN_ENV = "DIALGUARD_TEST_DSN"
@@ -40,11 +43,29 @@ def server_dsn() -> Iterator[str]:
     the embedded server's unprivileged user would lose its way to the data directory mid-run.
     """
     if dsn := os.environ.get(TEST_DSN_ENV):
+        _SERVER[:] = [dsn]
         yield dsn
         return
     with tempfile.TemporaryDirectory(prefix="dialguard-test-pg-") as tmp:
-        yield start_embedded(Path(tmp))
+        _SERVER[:] = [start_embedded(Path(tmp))]
+        yield _SERVER[0]
         stop_embedded(Path(tmp))  # before its directory goes
+
+
+_SERVER: list[str] = []  # the server's superuser DSN, once server_dsn has it
+
+
+@asynccontextmanager
+async def as_owner(conn: Any) -> AsyncIterator[asyncpg.Connection]:
+    """The schema owner's connection to ``conn``'s database, for what a test does that the gateway's
+    role may not: tamper with history, slow an insert down with a trigger."""
+    database = await conn.fetchval("SELECT current_database()")
+    owner = await asyncpg.connect(_with_database(_SERVER[0], database))
+    await init_connection(owner)  # jsonb as the gateway reads it: row hashes are computed from it
+    try:
+        yield owner
+    finally:
+        await owner.close()
 
 
 async def _create_database(server: str) -> str:
@@ -58,9 +79,17 @@ async def _create_database(server: str) -> str:
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
+        # The gateway's role, as the embedded server's gateway has it: tests run with its privileges.
+        await ensure_login_role(conn, EMBEDDED_GATEWAY_ROLE)
+        await grant_gateway(conn, EMBEDDED_GATEWAY_ROLE)
     finally:
         await conn.close()
     return dsn
+
+
+def as_gateway(dsn: str) -> str:
+    """The same database, as the gateway's role: what a gateway may do and no more."""
+    return with_user(dsn, EMBEDDED_GATEWAY_ROLE)
 
 
 async def _drop_database(server: str, dsn: str) -> None:
@@ -97,18 +126,28 @@ async def new_database(server_dsn: str) -> AsyncIterator[Any]:
 
 @pytest.fixture(scope="session")
 async def session_pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(db_dsn, size=4)
+    """The gateway's pool: the gateway's role, not the owner's."""
+    pool = await create_pool(as_gateway(db_dsn), size=4)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def owner_conn(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """The schema owner's connection, for what a test does that a gateway may not (tampering)."""
+    conn = await asyncpg.connect(db_dsn)
+    yield conn
+    await conn.close()
 
 
 _KEEP = {"schema_migrations"}
 
 
 @pytest.fixture
-async def pool(session_pool: asyncpg.Pool) -> asyncpg.Pool:
+async def pool(session_pool: asyncpg.Pool, db_dsn: str) -> asyncpg.Pool:
     """The session pool over emptied tables: each test starts from a clean database."""
-    async with session_pool.acquire() as conn:
+    conn = await asyncpg.connect(db_dsn)  # the owner: the gateway's role may not truncate
+    try:
         tables = [
             r["tablename"]
             for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -122,6 +161,8 @@ async def pool(session_pool: asyncpg.Pool) -> asyncpg.Pool:
         tables = [t for t in tables if t not in versions]
         if tables:
             await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
     return session_pool
 
 
@@ -156,7 +197,7 @@ async def _fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
 async def proxied(db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[tuple[CuttableProxy, asyncpg.Pool]]:
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
-    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=2, command_timeout=1)
     yield proxy, through
     proxy.restore()
     through.terminate()

@@ -34,10 +34,11 @@ from dialguard.pacing import Pacer
 from dialguard.policy.model import Purpose
 from dialguard.policy.rulebook import RuleBook
 from dialguard.rules.loader import load_rulebook
-from dialguard.store.db import StoreUnavailable, connection, create_pool, resolve_dsn
+from dialguard.store.db import StoreUnavailable, connection, create_pool
 from dialguard.store.embedded import NAME as EMBEDDED_NAME
 from dialguard.store.embedded import EmbeddedKeeper
-from dialguard.store.migrate import migrate
+from dialguard.store.roles import check_role
+from dialguard.store.setup import prepare_database
 from dialguard.timeline import CallTimeline
 from dialguard.watchdog import LoopWatchdog, Supervisor, SystemdNotifier
 from dialguard.web.access_log import PathOnlyAccessLogger
@@ -156,7 +157,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    dsn = await resolve_dsn(settings.database)
+    dsn = (await prepare_database(settings.database)).gateway_dsn
     db = settings.database
     outage = DatabaseOutage(clock=clock)
     async with contextlib.AsyncExitStack() as stack:
@@ -170,7 +171,8 @@ async def serve(
         )
         stack.push_async_callback(admin_pool.close)
         async with admin_pool.acquire() as conn:
-            await migrate(conn)
+            if warning := (await check_role(conn)).warning():
+                log.warning("%s", warning)
         journal = OptOutJournal(settings.calls.journal_path, clock=clock)
         journal.check_writable()  # no journal, no calls: an opt-out must survive a database outage
         key = await asyncio.to_thread(ensure_seal_key, settings)

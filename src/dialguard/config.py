@@ -55,6 +55,10 @@ class Secret:
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     dsn: Secret | None = None  # none: the embedded PostgreSQL in data_dir
+    # The role that owns the schema: migrations run as it, and it grants dsn's role only what a gateway
+    # needs (store/roles.py), so that dsn's credentials cannot rewrite history. None with a dsn: one role
+    # for both (a warning at start and in /healthz); the embedded server separates them by itself.
+    owner_dsn: Secret | None = None
     # Absolute, whatever the current directory: every command finds the gateway's own state.
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
     pool_size: int = 10  # the call path: FastAGI checks and POST /v1/checks
@@ -362,11 +366,17 @@ def _validate(s: Settings) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
-    if s.database.dsn is not None and urlsplit(s.database.dsn.value).scheme not in ("postgresql", "postgres"):
-        # Never echo the value: it may hold a password.
+    for key, dsn in (("database.dsn", s.database.dsn), ("database.owner_dsn", s.database.owner_dsn)):
+        if dsn is not None and urlsplit(dsn.value).scheme not in ("postgresql", "postgres"):
+            # Never echo the value: it may hold a password.
+            raise ConfigError(
+                f"{key}: not a PostgreSQL DSN; write postgresql://USER:PASSWORD@HOST:5432/DBNAME "
+                "(or leave it unset for the embedded PostgreSQL)"
+            )
+    if s.database.owner_dsn is not None and s.database.dsn is None:
         raise ConfigError(
-            "database.dsn: not a PostgreSQL DSN; write postgresql://USER:PASSWORD@HOST:5432/DBNAME "
-            "(or leave it unset for the embedded PostgreSQL)"
+            "database.owner_dsn is set but database.dsn is not: the embedded PostgreSQL keeps its own "
+            "owner; set database.dsn to the gateway's role on the same server, or unset owner_dsn"
         )
     if s.gate.seal_key is not None and not _is_seal_key(s.gate.seal_key.value):
         # Never echo the value: it is the key.

@@ -130,11 +130,17 @@ def test_the_env_file_examples_agree_and_hold_no_real_secret() -> None:
     pg = _example("deploy/postgres.env")
     gw = _example("deploy/dialguard.env")
     db_env = SERVICES["db"]["environment"]
-    dsn = urlsplit(gw["DIALGUARD_DATABASE_DSN"])
-    assert dsn.hostname == "db" and dsn.port == 5432
-    assert dsn.username == db_env["POSTGRES_USER"] and dsn.path == f"/{db_env['POSTGRES_DB']}"
-    assert dsn.password == pg["POSTGRES_PASSWORD"]
-    assert "CHANGE-ME" in pg["POSTGRES_PASSWORD"]  # a placeholder nobody can mistake for a password
+    owner = urlsplit(gw["DIALGUARD_DATABASE_OWNER_DSN"])
+    gateway = urlsplit(gw["DIALGUARD_DATABASE_DSN"])
+    for dsn in (owner, gateway):
+        assert dsn.hostname == "db" and dsn.port == 5432 and dsn.path == f"/{db_env['POSTGRES_DB']}"
+    assert owner.username == db_env["POSTGRES_USER"] and owner.password == pg["POSTGRES_PASSWORD"]
+    # The gateway's role is the one the image's init script makes, with the password it is given.
+    init = (ROOT / "deploy/postgres-init/10-dialguard-gateway.sh").read_text()
+    assert f"CREATE ROLE {gateway.username} LOGIN" in init and "DIALGUARD_GATEWAY_PASSWORD" in init
+    assert gateway.password == pg["DIALGUARD_GATEWAY_PASSWORD"] != owner.password
+    for secret in (pg["POSTGRES_PASSWORD"], pg["DIALGUARD_GATEWAY_PASSWORD"]):
+        assert "CHANGE-ME" in secret  # a placeholder nobody can mistake for a password
     assert set(SERVICES["db"]["networks"]) & set(SERVICES["dialguard"]["networks"])
 
 

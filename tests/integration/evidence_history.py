@@ -14,6 +14,7 @@ from dialguard.store.db import Connection
 from dialguard.store.decisions import insert_decision
 from dialguard.store.dnc import add_dnc, remove_dnc
 from dialguard.store.sealing import LOGS
+from tests.conftest import as_owner
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
 ANN = "+12125550142"
@@ -69,10 +70,10 @@ async def record_history(conn: Connection) -> History:
 
 async def settle(conn: Connection) -> None:
     """Move every row a minute back, as if written then: settled, so it can be sealed now."""
-    async with conn.transaction():
-        await conn.execute("SET LOCAL session_replication_role = replica")  # past the append-only triggers
+    async with as_owner(conn) as owner, owner.transaction():
+        await owner.execute("SET LOCAL session_replication_role = replica")  # past the append-only triggers
         for log in LOGS:
-            await conn.execute(
+            await owner.execute(
                 f"UPDATE {log.table} SET inserted_at = inserted_at - interval '1 minute' "
                 "WHERE inserted_at > now() - interval '1 minute'"
             )

@@ -25,6 +25,7 @@ from dialguard.store.db import create_pool
 from dialguard.store.tokens import Role, create_token
 from dialguard.web.app import create_app
 from dialguard.web.routes import ROUTES
+from tests.conftest import as_gateway
 from tests.fakes.waiting import server_reports
 from tests.integration.test_http_api import concrete
 
@@ -44,8 +45,8 @@ class Rig:
 
 @pytest.fixture
 async def rig(db_dsn: str, pool: asyncpg.Pool, aiohttp_client: Any) -> AsyncIterator[Rig]:
-    calls = await create_pool(db_dsn, size=1)
-    admin = await create_pool(db_dsn, size=1, application_name="dialguard-admin")
+    calls = await create_pool(as_gateway(db_dsn), size=1)
+    admin = await create_pool(as_gateway(db_dsn), size=1, application_name="dialguard-admin")
     settings = dataclasses.replace(Settings(), database=DatabaseSettings(admin_acquire_timeout=0.2))
 
     def gate(on: asyncpg.Pool) -> Gate:

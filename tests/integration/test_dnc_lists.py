@@ -22,6 +22,7 @@ from dialguard.store import campaigns, consent, dnc
 from dialguard.store.db import create_pool
 from dialguard.store.registry import ImportRefused, import_registry, registry_status
 from tests.cli import dialguard
+from tests.conftest import as_gateway, as_owner
 from tests.fakes.waiting import server_reports
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 11:00 in New York, a Monday
@@ -182,7 +183,8 @@ async def test_an_import_killed_half_way_leaves_the_old_version_live(
     live = await load(marketing, b"2125550100\n")
     fifo = tmp_path / "registry.txt"
     os.mkfifo(fifo)
-    env = {**os.environ, "DIALGUARD_DATABASE_DSN": db_dsn}
+    # As the gateway's role, whose own sessions' COPY progress it may read.
+    env = {**os.environ, "DIALGUARD_DATABASE_DSN": as_gateway(db_dsn)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dialguard", "dnc", "import", str(fifo), "--list", "us_national",
         "--format", "us-registry", "--date", "2026-11-20", env=env,
@@ -271,7 +273,7 @@ async def test_consent_revoked_on_one_gateway_blocks_the_next_check_on_another(
     marketing: asyncpg.Pool, db_dsn: str
 ) -> None:
     await load(marketing, b"3105550100\n")
-    other = await create_pool(db_dsn, size=2)
+    other = await create_pool(as_gateway(db_dsn), size=2)
     try:
         assert (await check(other, CLEAN))[0] == "ok"
         async with marketing.acquire() as conn:
@@ -287,7 +289,7 @@ async def test_an_import_runs_past_the_per_command_timeout_meant_for_calls(
     db_dsn: str, pool: asyncpg.Pool
 ) -> None:
     # The pool's command timeout is sized for a call's facts; 300,000 rows take far longer than 50 ms.
-    impatient = await create_pool(db_dsn, size=1, command_timeout=0.05)
+    impatient = await create_pool(as_gateway(db_dsn), size=1, command_timeout=0.05)
     try:
         async with impatient.acquire() as conn:
             report = await import_registry(
@@ -367,7 +369,7 @@ async def test_a_company_list_import_adds_entries_to_the_internal_list(
 async def test_a_list_dated_infinity_in_the_database_is_stale_not_a_crash(marketing: asyncpg.Pool) -> None:
     """Issue 14, item 8: ?date=9999-12-31 was stored as infinity and every check failed after it."""
     await load(marketing, b"3105550100\n")
-    async with marketing.acquire() as conn:  # as written before the edge refused such dates
+    async with as_owner(marketing) as conn:  # as written before the edge refused such dates
         await conn.execute("UPDATE dnc_registry_versions SET list_date = 'infinity'")
         await conn.execute(
             "INSERT INTO consent_grants (number, purpose, kind, source, granted_at, expires_at)"

@@ -17,6 +17,7 @@ from dialguard.store import campaigns, consent, dnc, sealing
 from dialguard.store.db import create_pool
 from dialguard.store.sealing import seal, verify
 from tests.cli import dialguard
+from tests.conftest import as_gateway, as_owner
 from tests.fakes.proxy import CuttableProxy
 from tests.fakes.rules import simple_rulebook
 from tests.fakes.waiting import server_reports
@@ -132,7 +133,7 @@ async def test_frequency_cap_counts_recorded_attempts(pool: asyncpg.Pool) -> Non
 
 async def test_concurrent_checks_at_the_cap_allow_exactly_the_cap(pool: asyncpg.Pool, db_dsn: str) -> None:
     # Two pools stand in for two gateways: the number's lock lives in PostgreSQL, not in a process.
-    other = await create_pool(db_dsn, size=4)
+    other = await create_pool(as_gateway(db_dsn), size=4)
     try:
         rulebook = simple_rulebook(consent_for=(), cap=(3, timedelta(hours=24)))
         gates = [make_gate(pool, rulebook=rulebook), make_gate(other, rulebook=rulebook)]
@@ -179,9 +180,9 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
     while the database keeps ALLOW and a counted attempt."""
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
-    through = await create_pool(proxy.dsn_through(db_dsn), size=1, command_timeout=1)
+    through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=1, command_timeout=1)
     gate = make_gate(through, rulebook=simple_rulebook(consent_for=()), fact_timeout=3.0)
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         await conn.execute(SLOW_INSERT)
     try:
         check = asyncio.create_task(gate.check(CheckRequest(PL_MOBILE, record=True)))
@@ -194,7 +195,7 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
         proxy.hold_replies()  # the insert goes on and commits; its answer is lost on the way back
         heard = await check
     finally:
-        async with pool.acquire() as conn:
+        async with as_owner(pool) as conn:
             await conn.execute(
                 "DROP TRIGGER slow_decision_insert ON decisions; DROP FUNCTION slow_decision_insert()"
             )
@@ -203,7 +204,7 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
     async with pool.acquire() as conn:
         stored = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", heard.call_id)
         attempts = await conn.fetchval("SELECT count(*) FROM attempts WHERE call_id = $1", heard.call_id)
-    assert (str(heard.verdict), stored, attempts) == ("ALLOW", "ALLOW", 1)
+    assert (str(heard.verdict), stored, attempts) == ("ALLOW", "ALLOW", 1), heard.decision
     assert heard.stored
 
 
@@ -214,7 +215,7 @@ async def test_decision_log_is_sealed_and_tampering_is_found(
     monkeypatch.setattr(sealing, "RANGE_BATCH", batch)
     gate = make_gate(pool)
     results = [await gate.check(CheckRequest(PL_MOBILE)) for _ in range(3)]
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         # Back-date the rows so that they are settled and can be sealed now.
         await conn.execute("ALTER TABLE decisions DISABLE TRIGGER decisions_append_only")
         await conn.execute("UPDATE decisions SET inserted_at = inserted_at - interval '1 minute'")
@@ -243,7 +244,7 @@ async def test_verify_from_the_command_line_exits_1_and_names_an_altered_row(
     code, out, _ = await dialguard(db_dsn, "verify")
     assert code == 0 and "evidence logs intact" in out
     assert "decisions: sealed now 0;" in out  # too fresh to seal: a transaction may still be writing
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         await conn.execute("ALTER TABLE decisions DISABLE TRIGGER decisions_append_only")
         row = await conn.fetchval("UPDATE decisions SET verdict = 'ALLOW', reason = 'ok' RETURNING id")
         await conn.execute("ALTER TABLE decisions ENABLE TRIGGER decisions_append_only")
@@ -291,7 +292,7 @@ async def test_a_paused_database_is_answered_within_the_fact_deadline(
     the database stops answering mid-query and the pool's command timeout is long."""
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
-    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=30)
+    through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=2, command_timeout=30)
     gate = make_gate(through, rulebook=simple_rulebook(consent_for=()), fact_timeout=0.5)
     try:
         assert (await gate.check(CheckRequest(PL_MOBILE))).verdict is Verdict.ALLOW

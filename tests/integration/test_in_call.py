@@ -30,6 +30,7 @@ from dialguard.store import campaigns, consent, dnc
 from dialguard.store.calls import events_of
 from dialguard.store.db import create_pool
 from dialguard.store.sealing import seal, verify
+from tests.conftest import as_gateway, as_owner
 from tests.fakes.asterisk_agi import Channel, FakeAsterisk
 from tests.fakes.proxy import CuttableProxy
 
@@ -234,7 +235,7 @@ async def test_an_opt_out_with_the_database_gone_is_journaled_then_replayed_exac
     journal.check_writable()
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
-    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=2, command_timeout=1)
     asterisk, server = await start(through, journal)
     try:
         # The call's details are read while the database is there; it goes away while the notice plays.
@@ -396,7 +397,7 @@ async def test_with_the_database_away_at_answer_the_dialplans_number_still_takes
     journal = OptOutJournal(tmp_path / "journal.jsonl")
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
-    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=2, command_timeout=1)
     asterisk, server = await start(through, journal)
     try:
         proxy.cut()  # gone before the callee even answers
@@ -422,7 +423,7 @@ async def test_call_events_are_sealed_and_an_altered_or_removed_one_is_found(
     asterisk, _ = gateway
     call_id = await decided(pool, NEW_YORK)
     await asterisk.agi("announce", call_id, channel=Channel(dtmf=["9"]))
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         # Each event's time, which its hash covers, comes from the gateway's clock (fixed here).
         assert {e["at"] for e in await events_of(conn, uuid.UUID(call_id))} == {NOW}
         for table in ("decisions", "call_events"):  # back-dated: settled, so they can be sealed now
@@ -480,7 +481,7 @@ async def test_an_opt_out_that_cannot_be_kept_still_ends_the_call_and_says_so(
     journal.check_writable()
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
-    through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+    through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=2, command_timeout=1)
     metrics = Metrics()
     keeper = OptOutKeeper(pool=through, journal=journal, metrics=metrics, clock=fixed_clock(NOW), within=0.5)
     calls = CallRoutes(pool=through, keeper=keeper, rulebook=RULES, clock=fixed_clock(NOW), db_within=0.5)

@@ -39,6 +39,7 @@ from dialguard.store.db import create_pool
 from dialguard.store.registry import import_registry
 from dialguard.store.tokens import Role, create_token
 from dialguard.web.app import create_app
+from tests.conftest import as_gateway
 from tests.fakes.asterisk_agi import FakeAsterisk
 from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
 from tests.fakes.proxy import CuttableProxy
@@ -112,7 +113,7 @@ async def load_list(pool: asyncpg.Pool, registry: str, day: date, numbers: Itera
 
 @pytest.fixture
 async def admin_pool(db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
-    admin = await create_pool(db_dsn, size=2, application_name="dialguard-admin")
+    admin = await create_pool(as_gateway(db_dsn), size=2, application_name="dialguard-admin")
     yield admin
     await admin.close()
 

@@ -36,6 +36,7 @@ from dialguard.store.db import create_pool
 from dialguard.store.decisions import DecisionRow
 from dialguard.store.sealing import seal, verify
 from dialguard.web.app import create_app
+from tests.conftest import as_gateway
 from tests.fakes.proxy import CuttableProxy
 from tests.fakes.rules import simple_rulebook
 
@@ -73,7 +74,7 @@ async def outaged(db_dsn: str, pool: asyncpg.Pool, tmp_path: Path) -> AsyncItera
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
     with absorb_pool_floor_log(outage):  # as serve installs it
-        through = await create_pool(proxy.dsn_through(db_dsn), size=2, command_timeout=1)
+        through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=2, command_timeout=1)
         gate = Gate(
             pool=through, rulebook=simple_rulebook(consent_for=()), clock=clock, default_region="PL",
             fact_timeout=0.5, outage=outage, journal=journal,

@@ -19,6 +19,7 @@ from dialguard.policy.model import Purpose
 from dialguard.store import campaigns, consent
 from dialguard.store.db import create_pool
 from dialguard.store.registry import ImportReport, drop_retired, import_registry
+from tests.conftest import as_gateway
 from tests.fakes.waiting import server_reports
 from tests.integration.test_dnc_lists import CLEAN, LISTED, NOW, TODAY, check, chunks, load
 
@@ -45,7 +46,7 @@ async def marketing(pool: asyncpg.Pool) -> None:
 @pytest.fixture
 async def admin(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     """The admin pool of one connection: the import, and its retirement, run here."""
-    pool = await create_pool(db_dsn, size=1)
+    pool = await create_pool(as_gateway(db_dsn), size=1)
     yield pool
     await pool.close()
 

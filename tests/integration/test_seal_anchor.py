@@ -27,6 +27,7 @@ from dialguard.store import sealing
 from dialguard.store.evidence import export_number
 from dialguard.store.sealing import content_hash, decision_hash, seal, verify
 from tests.cli import dialguard
+from tests.conftest import as_owner
 from tests.integration.evidence_history import KEY, NOW, record_history, settle
 
 CLOCK = fixed_clock(NOW)
@@ -49,8 +50,9 @@ async def verified(
 
 
 async def rewrite_a_decision_and_rechain(conn: asyncpg.Connection) -> None:
-    """What the DSN allows: change a verdict, give the row a fresh hash, and seal the log again from
-    scratch with plain SHA-256 (no key: the database never had it)."""
+    """What the owner's credentials allow (the gateway's role may not: test_roles.py): change a verdict,
+    give the row a fresh hash, and seal the log again from scratch with plain SHA-256 (no key: the
+    database never had it)."""
     async with conn.transaction():
         await conn.execute("SET LOCAL session_replication_role = replica")
         row = await conn.fetchrow("SELECT * FROM decisions WHERE verdict = 'BLOCK' ORDER BY id LIMIT 1")
@@ -70,7 +72,7 @@ async def test_a_rewritten_and_rechained_log_passes_the_plain_chain_but_not_the_
     anchor = AnchorFile(tmp_path / "anchor.jsonl")
     await anchored_history(pool, anchor)
     assert await verified(pool, anchor, KEY) == []
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         await rewrite_a_decision_and_rechain(conn)
     assert await verified(pool) == []  # the plain chain is whole again: why the key and the anchor exist
     problems = await verified(pool, anchor, KEY)
@@ -115,7 +117,7 @@ async def test_a_truncated_log_is_found_by_the_anchor_and_by_the_command(
     assert code == 0, out
     assert f"seal key {key_id(KEY)}: every checkpoint's mac checked" in out
     assert "anchor " in out and "6 checkpoints anchored" in out and "evidence logs intact" in out
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         await conn.execute("TRUNCATE decisions, decision_checkpoints, attempts")
         assert (await verify(conn)).ok  # the database alone cannot tell an emptied log from a new one
     code, out, _ = await dialguard(db_dsn, "verify", **env)
@@ -145,7 +147,7 @@ async def test_an_anchor_begun_over_an_existing_chain_pins_its_head(
         )
     assert report.ok, report.problems
     assert report.logs["decisions"].unkeyed == 1
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         await rewrite_a_decision_and_rechain(conn)
     problems = await verified(pool, anchor, KEY)
     assert any("decision checkpoint 1 is in the anchor file but not in the database" in p for p in problems)
@@ -199,7 +201,7 @@ async def test_one_bulk_import_is_sealed_in_checkpoints_of_bounded_size(
     """A company-list import writes its rows in one transaction, all with one inserted_at: split by id,
     so that an evidence bundle of one of its numbers carries a checkpoint's worth of hashes, not all."""
     monkeypatch.setattr(sealing, "CHECKPOINT_ROWS", 3)
-    async with pool.acquire() as conn:
+    async with as_owner(pool) as conn:
         await conn.execute(
             """INSERT INTO dnc_history (list_name, number, action, source, actor)
                SELECT 'internal', '+1212555' || lpad(g::text, 4, '0'), 'add', 'import', 'cli'

@@ -30,6 +30,7 @@ from dialguard.store.db import PooledConnection, create_pool
 from dialguard.store.migrate import Migration, analyze_touched, migrate
 from dialguard.store.registry import import_list
 from dialguard.web.app import create_app, statistics_warnings
+from tests.conftest import as_gateway
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # a Monday, 11:00 in New York and Miami
 NEW_YORK = "+12125550142"
@@ -278,7 +279,7 @@ async def test_migrations_leave_empty_tables_unanalyzed_and_analyze_the_ones_the
 
 
 async def test_a_company_list_import_analyzes_the_entries(new_database: Any) -> None:
-    pool = await create_pool(await new_database(), size=1)
+    pool = await create_pool(as_gateway(await new_database()), size=1)  # the gateway asks the owner
 
     async def lines() -> AsyncIterator[bytes]:
         yield b"".join(b"212555%04d\n" % n for n in range(250))

@@ -16,13 +16,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from dialguard.cli.common import EXIT_ERROR, Parser, add, database
+from dialguard.cli.common import EXIT_ERROR, Parser, add
 from dialguard.clock import Clock
 from dialguard.config import Settings
 from dialguard.events import EventHub, FeedClosed, FeedEvent, FeedUnavailable, Interest, Overflowed
 from dialguard.logs import mask
-from dialguard.store.db import resolve_dsn
 from dialguard.store.event_feed import Kind
+from dialguard.store.setup import prepare_database
 
 CONNECT_WITHIN = 10.0  # seconds for the feed to reach the database before the command gives up
 
@@ -57,9 +57,9 @@ def as_json(event: FeedEvent) -> str:
 
 
 async def cmd_calls_tail(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
-    async with database(settings):  # the usual checks: the database is there, and migrated
-        pass
-    hub = EventHub(dsn=await resolve_dsn(settings.database, create=False), application_name="dialguard-tail")
+    # The usual checks (the database is there, and migrated), and the gateway's own role to listen as.
+    dsn = (await prepare_database(settings.database, create=False)).gateway_dsn
+    hub = EventHub(dsn=dsn, application_name="dialguard-tail")
     interest = Interest(campaign=args.campaign, verdict=args.verdict)
     feed = asyncio.create_task(hub.run())
     follow = asyncio.create_task(

@@ -16,8 +16,8 @@ from dialguard.clock import parse_instant as parse_iso_instant
 from dialguard.config import Settings
 from dialguard.numbers import InvalidLeadState, InvalidNumber, NumberFacts, parse_lead_state, parse_wildcard
 from dialguard.policy.model import Purpose
-from dialguard.store.db import create_pool, resolve_dsn
-from dialguard.store.migrate import migrate
+from dialguard.store.db import create_pool
+from dialguard.store.setup import prepare_database
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCK = 0, 1, 2, 10
 PURPOSES = [str(p) for p in Purpose]
@@ -90,11 +90,9 @@ async def database(settings: Settings) -> Any:
     if settings.database.dsn is None:
         # Name the database every command uses when no DSN says which: one state, never two by accident.
         print(f"dialguard: using the embedded PostgreSQL in {settings.database.data_dir}", file=sys.stderr)
-    dsn = await resolve_dsn(settings.database, create=False)
+    dsn = (await prepare_database(settings.database, create=False)).gateway_dsn
     pool = await create_pool(dsn, size=2, command_timeout=settings.database.command_timeout)
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
         yield pool
     finally:
         await pool.close()

@@ -18,8 +18,7 @@ from dialguard.cli.common import (
 from dialguard.clock import Clock
 from dialguard.config import Settings
 from dialguard.logs import mask
-from dialguard.store.db import create_pool, resolve_dsn
-from dialguard.store.migrate import migrate
+from dialguard.store.setup import prepare_database
 
 if TYPE_CHECKING:
     from dialguard.journal import JournaledDecision
@@ -34,13 +33,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace, clock: Clock) 
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
-    dsn = await resolve_dsn(settings.database)
-    pool = await create_pool(dsn, size=1, command_timeout=settings.database.command_timeout)
-    try:
-        async with pool.acquire() as conn:
-            applied = await migrate(conn)
-    finally:
-        await pool.close()
+    applied = (await prepare_database(settings.database)).applied
     print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied))
     return EXIT_OK
 

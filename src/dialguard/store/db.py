@@ -79,7 +79,7 @@ class PooledConnection(asyncpg.Connection):
         return ""
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects, not text.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -150,7 +150,7 @@ async def create_pool(
             min_size=size,
             max_size=size,
             command_timeout=command_timeout,
-            init=_init_connection,
+            init=init_connection,
             connection_class=PooledConnection,
             server_settings={"application_name": application_name, "timezone": "UTC"},
         )

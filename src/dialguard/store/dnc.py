@@ -63,14 +63,9 @@ async def add_dnc(
                 at,
             )
         else:
+            # An expired entry is renewed: an UPDATE the gateway's role may make only this way (roles.py).
             added = await conn.fetchval(
-                """INSERT INTO dnc_entries
-                          (list_name, number, source, evidence, added_by, expires_at, added_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)
-                   ON CONFLICT (number, list_name) DO UPDATE
-                     SET expires_at = EXCLUDED.expires_at, added_at = EXCLUDED.added_at
-                     WHERE dnc_entries.expires_at IS NOT NULL AND dnc_entries.expires_at <= $7
-                   RETURNING true""",
+                "SELECT dialguard_dnc_renew($1, $2, $3, $4, $5, $6, $7)",
                 list_name,
                 number,
                 source,
@@ -105,28 +100,11 @@ async def remove_dnc(
 ) -> bool:
     _company_list(list_name)
     async with conn.transaction():
-        if number.endswith("*"):
-            removed = await conn.fetchval(
-                "DELETE FROM dnc_prefixes WHERE list_name = $1 AND prefix = $2 RETURNING true",
-                list_name,
-                number[:-1],
-            )
-        else:
-            removed = await conn.fetchval(
-                "DELETE FROM dnc_entries WHERE list_name = $1 AND number = $2 RETURNING true",
-                list_name,
-                number,
-            )
+        # The removal and its history row in one call: the gateway's role may not delete otherwise.
+        removed = await conn.fetchval(
+            "SELECT dialguard_dnc_remove($1, $2, $3, $4, $5)", list_name, number, source, actor, at
+        )
         if removed:
-            await conn.execute(
-                """INSERT INTO dnc_history (list_name, number, action, source, actor, at)
-                   VALUES ($1, $2, 'remove', $3, $4, $5)""",
-                list_name,
-                number,
-                source,
-                actor,
-                at,
-            )
             await record_audit(
                 conn, actor=actor, action="dnc.remove", subject=number, detail={"list": list_name}
             )

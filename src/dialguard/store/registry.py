@@ -387,7 +387,7 @@ async def import_entries(
         # Fresh statistics, and every cached plan on the table made again: a plan made while the list was
         # small would go on reading it whole on each check until autovacuum analyzes it, if ever (issue 15).
         try:
-            await conn.execute("ANALYZE dnc_entries", timeout=BULK_TIMEOUT)
+            await conn.execute("SELECT dialguard_analyze('dnc_entries')", timeout=BULK_TIMEOUT)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("%s: the numbers are in; analyzing dnc_entries failed (%s)", list_name, exc)
     report.seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ from dialguard.gate import Gate
 from dialguard.metrics import Metrics
 from dialguard.originate import Originator
 from dialguard.store.db import Pool
+from dialguard.store.roles import check_role
 from dialguard.watchdog import Supervisor
 from dialguard.web.api import (
     ADMIN_GATE_KEY,
@@ -54,13 +55,15 @@ async def healthz(request: web.Request) -> web.Response:
     (``down``: name -> last error and failures in a row; calls are still judged); 503 ``unavailable``
     when the database does not answer (the gate would block every call), with the outage's counters
     (``outage``: since, cause, checks blocked) once the gate has met it. ``warnings`` (name -> message)
-    reports what needs an administrator but fails nothing: autovacuum off."""
+    reports what needs an administrator but fails nothing: autovacuum off, a gateway whose database
+    role could rewrite history."""
     pool = request.app[POOL_KEY]
     tasks = request.app.get(TASKS_KEY)
     down = {n: {"error": d.error, "failures": d.failures} for n, d in (tasks.down() if tasks else {}).items()}
     try:
         async with pool.acquire(timeout=2) as conn:
             autovacuum, track_counts = await conn.fetchval(_SETTINGS_SQL)
+            roles = await check_role(conn)
     except Exception as exc:  # any failure to reach the database means unhealthy
         body: dict[str, object] = {"status": "unavailable", "database": type(exc).__name__}
         if (outage := request.app[GATE_KEY].outage.status()) is not None:
@@ -73,7 +76,10 @@ async def healthz(request: web.Request) -> web.Response:
         # Checks go on without AMI; originations and timelines wait for it.
         down["ami"] = {"error": f"{ami.status.state}: {ami.status.error}".rstrip(": "), "failures": 0}
     body = {"status": "degraded", "down": down} if down else {"status": "ok"}
-    if warnings := statistics_warnings(autovacuum=autovacuum, track_counts=track_counts):
+    warnings = statistics_warnings(autovacuum=autovacuum, track_counts=track_counts)
+    if role_warning := roles.warning():
+        warnings["roles"] = role_warning
+    if warnings:
         body["warnings"] = warnings
     return web.json_response(body)
 
