@@ -88,6 +88,9 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 64 * 1024 * 1024
+    # Seconds a looked-up API token is kept (0: looked up on every request). A revocation reaches every
+    # gateway by NOTIFY at once; this bounds it should a gateway's LISTEN link die unnoticed.
+    token_cache_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +365,10 @@ def _validate(s: Settings) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
+    if not 0 <= s.http.token_cache_seconds <= 3600:  # NaN too
+        raise ConfigError(
+            f"http.token_cache_seconds: 0 (no cache) to 3600 seconds, not {s.http.token_cache_seconds}"
+        )
     if s.database.dsn is not None and urlsplit(s.database.dsn.value).scheme not in ("postgresql", "postgres"):
         # Never echo the value: it may hold a password.
         raise ConfigError(
