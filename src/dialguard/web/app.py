@@ -111,7 +111,7 @@ def create_app(
     app[ADMIN_WAIT_KEY] = settings.database.admin_acquire_timeout
     app[REGION_KEY] = settings.numbers.default_region
     app[MAX_BODY_KEY] = settings.http.max_body_bytes
-    app[TOKENS_KEY] = token_cache or TokenCache(max_age=0)
+    app[TOKENS_KEY] = token_cache if token_cache is not None else TokenCache(max_age=0)  # it has a len
     if tasks is not None:
         app[TASKS_KEY] = tasks
     if originator is not None:
