@@ -12,8 +12,9 @@ process of its own (aiohttp, keep-alive, ``--concurrency`` clients), started for
 - baseline:          a bare aiohttp handler: read the JSON body, one indexed asyncpg lookup, answer JSON.
                      What any HTTP check service must at least do.
 
-Latency is per request. Each row's requests are split into interleaved rounds that visit the servers in
-turn (a shared, noisy machine: a drift falls on every server alike).
+Latency is per request; CPU/req is the server process's own CPU time (from /proc) per request, steadier
+than the rate on a shared machine. Each row's requests are split into interleaved rounds that visit the
+servers in turn (a shared, noisy machine: a drift falls on every server alike).
 
     .venv/bin/python bench/http_checks.py [--requests 3000] [--rounds 3] [--concurrency 50]
 
@@ -27,7 +28,9 @@ import argparse
 import asyncio
 import inspect
 import json
+import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,6 +72,7 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     admin_gate = Gate(pool=admin_pool, rulebook=rulebook, clock=system_clock, default_region="US")
     extra: dict[str, Any] = {}
     hub_kw: dict[str, Any] = {}
+    cache = None
     # The code before the token cache has no such parameter: it runs as it was (the "before" figures).
     if "token_cache" in inspect.signature(create_app).parameters:
         from dialguard.web.token_cache import TokenCache
@@ -89,7 +93,12 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     print(runner.addresses[0][1], flush=True)
-    await asyncio.Event().wait()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    if cache is not None:  # proof that the cache served (or, with 0 seconds, did not)
+        kept = f"{cache.hits} hits, {cache.misses} misses"
+        print(f"gateway, token cache {token_cache_seconds:g} s: {kept}", file=sys.stderr)
     feed.cancel()
 
 
@@ -166,6 +175,13 @@ class Figures(NamedTuple):
     p50: float
     p99: float
     rate: float
+    cpu: float  # the server process's CPU seconds per request (what a saved round trip saves there)
+
+
+def cpu_of(pid: int) -> float:
+    """A process's CPU seconds so far (user + system), from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -223,6 +239,7 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
         base, base_port = spawn("baseline", dsn)
         procs += [gateway, nocache, base]
         servers = {"gateway": gateway_port, "gateway, no cache": nocache_port, "baseline": base_port}
+        pids = {"gateway": gateway.pid, "gateway, no cache": nocache.pid, "baseline": base.pid}
         for port in servers.values():  # warm up: connections, prepared statements, caches
             await load(port, 200, 20, token)
         LOAD_CPU.clear()
@@ -230,19 +247,25 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             f"POST /v1/checks, {args.requests} requests per row in {args.rounds} interleaved rounds, "
             f"{DNC_ROWS:,} DNC rows, full rule packs"
         )
-        header = ("server", "N", "p50", "p99", "checks/s", "p50 vs base", "p99 vs base", "rate vs base")
-        print("{:<18} {:>4} {:>9} {:>9} {:>9} {:>12} {:>12} {:>13}".format(*header))
+        header = ("server", "N", "p50", "p99", "checks/s", "CPU/req")
+        header += ("p50 vs base", "p99 vs base", "rate vs base")
+        print("{:<18} {:>4} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>13}".format(*header))
         for n in args.concurrency:
             latencies: dict[str, list[float]] = {name: [] for name in servers}
             walls = dict.fromkeys(servers, 0.0)
+            cpus = dict.fromkeys(servers, 0.0)
             order = list(servers)
             for round_ in range(args.rounds):
                 for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                    cpu = cpu_of(pids[name])
                     lat, wall = await load(servers[name], args.requests // args.rounds, n, token)
+                    cpus[name] += cpu_of(pids[name]) - cpu
                     latencies[name] += lat
                     walls[name] += wall
             figures = {
-                name: Figures(statistics.median(lat), percentile(lat, 99), len(lat) / walls[name])
+                name: Figures(
+                    statistics.median(lat), percentile(lat, 99), len(lat) / walls[name], cpus[name] / len(lat)
+                )
                 for name, lat in latencies.items()
             }
             bare = figures["baseline"]
@@ -251,12 +274,13 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             for name, f in figures.items():
                 print(
                     f"{name:<18} {n:>4} {f.p50 * 1000:>7.2f}ms {f.p99 * 1000:>7.2f}ms {f.rate:>9.0f} "
+                    f"{f.cpu * 1e6:>7.0f}us "
                     f"{f.p50 / bare.p50:>11.2f}x {f.p99 / bare.p99:>11.2f}x {f.rate / bare.rate:>12.2f}x"
                 )
             on, off = figures["gateway"], figures["gateway, no cache"]
             print(
                 f"{'':<18} {n:>4} cache vs none: p50 {on.p50 / off.p50:.2f}x, p99 {on.p99 / off.p99:.2f}x, "
-                f"rate {on.rate / off.rate:.2f}x"
+                f"rate {on.rate / off.rate:.2f}x, server CPU per request {on.cpu / off.cpu:.2f}x"
             )
     finally:
         for proc in procs:
