@@ -7,7 +7,8 @@ and the gate or the stores; no rule is decided here.
 Two pools: the call path's (POST /v1/checks, as FastAGI checks) and the admin pool, for every other
 route (imports, scrubs, lists, consent, audit). An import holds its connection for minutes; it must
 never hold one a call needs. An admin request that gets no admin connection within the deadline
-answers 503 rather than wait.
+answers 503 rather than wait. The bearer token is looked up on the route's pool only when the token
+cache (web/token_cache.py) does not hold it: most requests take no connection for it.
 """
 
 from __future__ import annotations
