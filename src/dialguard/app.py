@@ -43,6 +43,7 @@ from dialguard.timeline import CallTimeline
 from dialguard.watchdog import LoopWatchdog, Supervisor, SystemdNotifier
 from dialguard.web.access_log import PathOnlyAccessLogger
 from dialguard.web.app import create_app
+from dialguard.web.token_cache import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,9 @@ async def _run(
     """The gateway's servers and background work, until ``stop``."""
     # The live feed: writers touch the announcer once a row is committed; the hub (its own connection,
     # not the pools') reads the logs of every gateway and feeds GET /v1/events.
-    events = EventHub(dsn=dsn)
+    # API tokens looked up lately, forgotten on the NOTIFY of any change to them, heard on the hub's link.
+    tokens = TokenCache(max_age=settings.http.token_cache_seconds)
+    events = EventHub(dsn=dsn, watches=[tokens.watch])
     announcer = EventAnnouncer(pool=pool, wake_local=events.wake)
     gate = build_gate(
         settings,
@@ -282,6 +285,7 @@ async def _run(
             originator=originator,
             ami=ami,
             events=events,
+            token_cache=tokens,
         ),
         access_log_class=PathOnlyAccessLogger,
     )

@@ -92,6 +92,9 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 64 * 1024 * 1024
+    # Seconds a looked-up API token is kept (0: looked up on every request). A revocation reaches every
+    # gateway by NOTIFY at once; this bounds it should a gateway's LISTEN link die unnoticed.
+    token_cache_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +369,10 @@ def _validate(s: Settings) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be more than 0 seconds, not {seconds}")
+    if not 0 <= s.http.token_cache_seconds <= 3600:  # NaN too
+        raise ConfigError(
+            f"http.token_cache_seconds: 0 (no cache) to 3600 seconds, not {s.http.token_cache_seconds}"
+        )
     for key, dsn in (("database.dsn", s.database.dsn), ("database.owner_dsn", s.database.owner_dsn)):
         if dsn is not None and urlsplit(dsn.value).scheme not in ("postgresql", "postgres"):
             # Never echo the value: it may hold a password.

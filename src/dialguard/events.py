@@ -24,6 +24,10 @@ handing out ids one at a time (CACHE 1, PostgreSQL's default).
 A subscriber that cannot keep up is dropped, never waited for: past ``max_queued`` events its queue
 is emptied and it is told it overflowed (the stream says so and ends; the client resumes from its last
 event id). Neither the hub nor the call path ever waits on a subscriber.
+
+Other channels may be heard on the same connection (:class:`ChannelWatch`: the token cache's), rather
+than each opening one of its own; a watch is told when the link is up, LISTENing, and when it is lost,
+since a NOTIFY sent meanwhile is never delivered.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -237,6 +241,18 @@ class _Log:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelWatch:
+    """A channel heard on the hub's connection. ``linked`` runs once its LISTEN is in force on a (new)
+    connection, ``unlinked`` as soon as the connection is lost: notifications may have been missed from
+    then until the next ``linked``. The callbacks run on the loop and must not block."""
+
+    channel: str
+    notified: Callable[[], None]
+    linked: Callable[[], None]
+    unlinked: Callable[[], None]
+
+
 class EventHub:
     """One per process: one LISTENing connection, reading the logs, fanning out to subscribers."""
 
@@ -254,6 +270,7 @@ class EventHub:
         max_queued: int = 1000,
         retry_max: float = 5.0,
         application_name: str = "dialguard-events",
+        watches: Sequence[ChannelWatch] = (),
     ) -> None:
         self.dsn = dsn
         self.batch = batch
@@ -266,6 +283,7 @@ class EventHub:
         self.max_queued = max_queued
         self.retry_max = retry_max
         self.application_name = application_name
+        self.watches = tuple(watches)
         self._logs: dict[Kind, _Log] | None = None
         self._published = Position()
         self._subscribers: set[Subscription] = set()
@@ -333,10 +351,12 @@ class EventHub:
                         self._failed(exc, failures)
                     finally:
                         self._ready.clear()
+                        self._unlinked()
                         conn.terminate()
                 await asyncio.sleep(min(self.retry_max, 0.1 * 2 ** min(failures, 16)))
         finally:
             self._ready.clear()
+            self._unlinked()
             self.end_streams()
 
     def end_streams(self) -> None:
@@ -345,13 +365,25 @@ class EventHub:
             sub.end()
         self._subscribers.clear()
 
+    def _unlinked(self) -> None:
+        for watch in self.watches:
+            watch.unlinked()
+
+    def _lost(self) -> None:
+        self._unlinked()  # at once: the watches stop trusting what they keep before the read loop notices
+        self._wake.set()
+
     def _failed(self, exc: BaseException, failures: int) -> None:
         level = logging.WARNING if failures == 1 else logging.DEBUG
         log.log(level, "event feed: database connection lost (%s); connecting again", describe_failure(exc))
 
     async def _follow(self, conn: asyncpg.Connection) -> None:
-        conn.add_termination_listener(lambda _conn: self._wake.set())  # a dead link: find out at once
+        conn.add_termination_listener(lambda _conn: self._lost())  # a dead link: find out at once
         await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+        for watch in self.watches:
+            await conn.add_listener(watch.channel, _notifies(watch))
+        for watch in self.watches:
+            watch.linked()  # every LISTEN is in force: from here no NOTIFY is missed while linked
         if self._logs is None:
             last = await last_ids(conn, within=self.query_timeout)
             self._logs = {kind: _Log(kind, last[kind]) for kind in Kind}
@@ -408,6 +440,10 @@ class EventHub:
             subscribers = [s for s in subscribers if s in self._subscribers]
         for sub in self._subscribers:
             sub.position = self._published
+
+
+def _notifies(watch: ChannelWatch) -> Callable[..., None]:
+    return lambda *_: watch.notified()
 
 
 class EventAnnouncer:

@@ -63,8 +63,10 @@ async def test_an_http_import_holds_the_admin_pool_while_checks_keep_their_own(
 ) -> None:
     observer = gateway.observer
     # The live feed's hub holds a connection of its own, of neither pool (it LISTENs).
-    await server_reports(
-        observer, "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'dialguard-events'"
+    await server_reports(  # this database's: other work on the server may have hubs of its own
+        observer,
+        """SELECT count(*) = 1 FROM pg_stat_activity
+            WHERE application_name = 'dialguard-events' AND datname = current_database()""",
     )
     pools = await observer.fetch(
         """SELECT application_name, count(*) AS n FROM pg_stat_activity

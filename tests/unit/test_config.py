@@ -129,3 +129,18 @@ def test_agi_backlog_defaults_high_and_is_configurable() -> None:
     assert load_settings(env={"DIALGUARD_AGI_BACKLOG": "4096"}).agi.backlog == 4096
     with pytest.raises(ConfigError, match=r"agi\.backlog"):
         load_settings(env={"DIALGUARD_AGI_BACKLOG": "0"})
+
+
+def test_the_token_cache_keeps_tokens_seconds_and_zero_turns_it_off(tmp_path: Path) -> None:
+    assert load_settings(env={}).http.token_cache_seconds == 5.0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[http]\ntoken_cache_seconds = 2.5\n")
+    assert load_settings(cfg, env={}).http.token_cache_seconds == 2.5
+    off = load_settings(cfg, env={"DIALGUARD_HTTP_TOKEN_CACHE_SECONDS": "0"})
+    assert off.http.token_cache_seconds == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "86400", "soon"])
+def test_a_bad_token_cache_setting_names_the_key(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"http\.token_cache_seconds"):
+        load_settings(env={"DIALGUARD_HTTP_TOKEN_CACHE_SECONDS": value})

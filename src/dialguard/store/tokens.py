@@ -1,4 +1,7 @@
-"""API bearer tokens: random, shown once, stored as a SHA-256 hash with a role."""
+"""API bearer tokens: random, shown once, stored as a SHA-256 hash with a role.
+
+Every change to the table is announced on the ``dialguard_tokens`` channel by a trigger (migration 0012),
+in the changing transaction: gateways that keep looked-up tokens forget them at its commit."""
 
 from __future__ import annotations
 
@@ -50,7 +53,12 @@ async def revoke_token(conn: Connection, *, name: str, at: datetime, actor: str 
 
 async def identify(conn: Connection, token: str) -> tuple[str, Role] | None:
     """The (name, role) a presented token belongs to, or None. The lookup is by hash: nothing to time."""
+    return await identify_hash(conn, token_hash(token))
+
+
+async def identify_hash(conn: Connection, digest: bytes) -> tuple[str, Role] | None:
+    """As :func:`identify`, given the token's hash (the HTTP layer's cache is keyed by it)."""
     row = await conn.fetchrow(
-        "SELECT name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", token_hash(token)
+        "SELECT name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", digest
     )
     return (row["name"], Role(row["role"])) if row else None

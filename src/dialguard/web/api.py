@@ -7,7 +7,8 @@ and the gate or the stores; no rule is decided here.
 Two pools: the call path's (POST /v1/checks, as FastAGI checks) and the admin pool, for every other
 route (imports, scrubs, lists, consent, audit). An import holds its connection for minutes; it must
 never hold one a call needs. An admin request that gets no admin connection within the deadline
-answers 503 rather than wait.
+answers 503 rather than wait. The bearer token is looked up on the route's pool only when the token
+cache (web/token_cache.py) does not hold it: most requests take no connection for it.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from dialguard.store import campaigns, complaints, consent, dnc, registry
 from dialguard.store.audit import list_audit
 from dialguard.store.campaigns import CampaignExists
 from dialguard.store.db import Connection, Pool
-from dialguard.store.tokens import Role, identify
+from dialguard.store.tokens import Role, identify_hash, token_hash
 from dialguard.web.errors import ApiError
+from dialguard.web.token_cache import TokenCache, Who
 from dialguard.web.validate import Field, parse_instant, read_body
 
 POOL_KEY = web.AppKey("pool", Pool)  # the call path's
@@ -46,6 +48,7 @@ ADMIN_POOL_KEY = web.AppKey("admin_pool", Pool)
 ADMIN_GATE_KEY = web.AppKey("admin_gate", Gate)  # the gate on the admin pool: scrubs judge through it
 ADMIN_WAIT_KEY = web.AppKey("admin_acquire_timeout", float)
 REGION_KEY = web.AppKey("default_region", str)
+TOKENS_KEY = web.AppKey("token_cache", TokenCache)  # tokens looked up lately: most take no connection
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)  # also bounds a streamed scrub, which aiohttp does not
 MAX_LEAD_LINE = 64 * 1024  # one lead (a CSV row or an NDJSON object) longer than this is not a lead
 WRITE_WITHIN = 30.0  # seconds a client may leave a streamed answer unread before it is cut off
@@ -640,12 +643,16 @@ def guarded(route: Route) -> ApiHandler:
             raise ApiError(
                 401, "unauthenticated", "send Authorization: Bearer TOKEN (dialguard token create)"
             )
-        if route.call_path:
-            async with request.app[POOL_KEY].acquire() as conn:
-                who = await identify(conn, token.strip())
-        else:
+        digest = token_hash(token.strip())
+
+        async def look_up() -> Who | None:
+            if route.call_path:
+                async with request.app[POOL_KEY].acquire() as conn:
+                    return await identify_hash(conn, digest)
             async with admin_connection(request) as conn:
-                who = await identify(conn, token.strip())
+                return await identify_hash(conn, digest)
+
+        who = await request.app[TOKENS_KEY].identify(digest, look_up)
         if who is None:
             raise ApiError(401, "unauthenticated", "unknown or revoked token")
         name, role = who

@@ -22,6 +22,7 @@ from dialguard.web.api import (
     MAX_BODY_KEY,
     POOL_KEY,
     REGION_KEY,
+    TOKENS_KEY,
     add_api_routes,
 )
 from dialguard.web.calls_routes import ORIGINATOR_KEY
@@ -30,6 +31,7 @@ from dialguard.web.openapi import openapi_document
 from dialguard.web.page import add_page_routes
 from dialguard.web.routes import ROUTES
 from dialguard.web.supervise import EVENTS_KEY, STREAM_KEY, StreamSettings, end_streams
+from dialguard.web.token_cache import TokenCache
 
 TASKS_KEY = web.AppKey("tasks", Supervisor)  # the background work /healthz reports on
 AMI_KEY = web.AppKey("ami", AmiClient)  # the AMI link /healthz reports on, when one is configured
@@ -97,12 +99,14 @@ def create_app(
     ami: AmiClient | None = None,
     events: EventHub | None = None,
     event_stream: StreamSettings | None = None,
+    token_cache: TokenCache | None = None,
 ) -> web.Application:
     """``pool`` and ``gate`` serve the call path (POST /v1/checks, /healthz); ``admin_pool`` and
     ``admin_gate`` (the same rules on the admin pool) every other route. ``serve`` always passes both;
     without them (tests, tools) admin work shares the call path's pool. ``tasks``: the background work
     /healthz reports on. ``events``: the process's event hub, which GET /v1/events streams from
-    (none: that route answers 503)."""
+    (none: that route answers 503). ``token_cache``: tokens kept between requests, trusted only while the
+    hub's link that it watches is up (none: every request looks its token up)."""
     if (admin_pool is None) != (admin_gate is None):
         raise ValueError("give both admin_pool and admin_gate, or neither")
     app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=[json_errors])
@@ -113,6 +117,7 @@ def create_app(
     app[ADMIN_WAIT_KEY] = settings.database.admin_acquire_timeout
     app[REGION_KEY] = settings.numbers.default_region
     app[MAX_BODY_KEY] = settings.http.max_body_bytes
+    app[TOKENS_KEY] = token_cache if token_cache is not None else TokenCache(max_age=0)  # it has a len
     if tasks is not None:
         app[TASKS_KEY] = tasks
     if originator is not None:

@@ -1,0 +1,69 @@
+"""Two `dialguard serve` processes keep API tokens (an hour here, so that nothing expires during the
+test); `dialguard token revoke` on the shared database makes both refuse the token, by the NOTIFY their
+event hubs hear (issue 15: the token cache)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.cli import dialguard
+from tests.e2e.test_two_gateways import _free_port, _start_gateway
+
+
+@pytest.fixture
+async def two_gateways(tmp_path: Path, db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
+    """The base URLs of two gateways' HTTP APIs."""
+    urls, procs = [], []
+    try:
+        for i in range(2):
+            http_port = _free_port()
+            env = {
+                **os.environ,
+                "DIALGUARD_DATABASE_DSN": db_dsn,
+                "DIALGUARD_AGI_PORT": str(_free_port()),
+                "DIALGUARD_HTTP_PORT": str(http_port),
+                "DIALGUARD_HTTP_TOKEN_CACHE_SECONDS": "3600",
+                "DIALGUARD_CALLS_JOURNAL_PATH": str(tmp_path / f"journal-{i}.jsonl"),
+                "DIALGUARD_GATE_WRITER": f"gateway-{i}",
+            }
+            procs.append(await _start_gateway(env))
+            urls.append(f"http://127.0.0.1:{http_port}")
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+            await proc.wait()
+
+
+async def test_a_token_revoked_with_the_cli_is_refused_by_every_gateway(
+    two_gateways: list[str], db_dsn: str
+) -> None:
+    code, out, err = await dialguard(db_dsn, "token", "create", "dialer-1", "--role", "dialer")
+    assert code == 0, err
+    token = out.strip()  # the token alone on stdout
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"number": "+48601234567"}
+    async with aiohttp.ClientSession() as http:
+        for base in two_gateways:
+            for _ in range(2):  # the second from the cache
+                answer = await http.post(f"{base}/v1/checks", json=body, headers=auth)
+                assert answer.status == 200, await answer.text()
+        code, _, err = await dialguard(db_dsn, "token", "revoke", "dialer-1")
+        assert code == 0, err
+
+        async def refused_by_both() -> bool:
+            statuses = [(await http.get(f"{base}/v1/whoami", headers=auth)).status for base in two_gateways]
+            return statuses == [401, 401]
+
+        async with asyncio.timeout(15):  # generous: the NOTIFY's way is awaited, not timed
+            while not await refused_by_both():  # noqa: ASYNC110 - another process's state
+                await asyncio.sleep(0.05)
+        for base in two_gateways:
+            assert (await http.post(f"{base}/v1/checks", json=body, headers=auth)).status == 401
