@@ -42,7 +42,6 @@ import platform
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -108,8 +107,11 @@ def recovery(outcomes: Iterable[tuple[float, float, bool]], since: float) -> flo
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    """A Markdown table; columns after the first whose cells start with a digit are right-aligned."""
-    align = ["---:" if i and rows and rows[0][i][:1].isdigit() else "---" for i in range(len(header))]
+    """A Markdown table; columns after the first whose cells start with a digit (bold or not) are
+    right-aligned."""
+    align = [
+        "---:" if i and rows and rows[0][i].lstrip("*")[:1].isdigit() else "---" for i in range(len(header))
+    ]
     lines = [header, align, *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
@@ -768,19 +770,18 @@ def report(rows: Sequence[Row]) -> str:
 
 
 def machine() -> str:
-    try:
-        pg = subprocess.run(
-            ["pg_config", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        pg = ""
+    """The machine, for the report's heading (each fault's database server is in its notes)."""
     system = f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs"
-    return f"{system}, Python {platform.python_version()}" + (f", {pg}" if pg else "")
+    return f"{system}, Python {platform.python_version()}"
 
 
 def document(rows: Sequence[Row], args: argparse.Namespace, took: float) -> str:
     server = (
         "the server $DIALGUARD_TEST_DSN names" if os.environ.get("DIALGUARD_TEST_DSN") else "an embedded one"
+    )
+    limits = (
+        f"`WatchdogSec={args.watchdog_sec:g}s` (pings every {args.watchdog_sec / 2:g} s), "
+        f"`gate.loop_stall_limit={args.stall_limit:g}`"
     )
     notes = []
     for r in sorted(rows, key=lambda r: r.fault.key):
@@ -800,10 +801,10 @@ make faults          # or: .venv/bin/python bench/faults.py --write docs/reliabi
 ```
 
 (`DIALGUARD_TEST_DSN` names the PostgreSQL server for faults 1, 4, 5 and 6; without it they run on an
-embedded one too.) Each fault lasts {args.seconds:g} s after {args.baseline:g} s of steady load:
-`check` sessions at {args.rate:g}/s (one in {TRAP_EVERY} for a number on the internal do-not-call list) and
-`announce` sessions at {args.optouts:g}/s in which the callee presses the opt-out key, each on a number
-of its own. The load goes on until checks are judged on facts again.
+embedded one too.) Each fault lasts {args.seconds:g} s after {args.baseline:g} s of steady load: `check`
+sessions at {args.rate:g}/s (one in {TRAP_EVERY} for a number on the internal do-not-call list) and `announce`
+sessions at {args.optouts:g}/s in which the callee presses the opt-out key, each on a number of its own.
+The load goes on until checks are judged on facts again.
 
 1. **Database stopped, then started**: a TCP proxy in front of the server closes every link and refuses
    new ones, then passes them again.
@@ -849,10 +850,9 @@ Reading the table:
   `hagi://` moves to B only for calls that find A's port closed.
 - Checks judged on facts inside a database fault are those made before it bit, after it was lifted, or
   in its last `gate.fact_timeout` seconds when the held bytes (3, 4) flowed again in time.
-- The stall limits here are the bench's: `WatchdogSec={args.watchdog_sec:g}s` (a ping every
-  {args.watchdog_sec / 2:g} s) and `gate.loop_stall_limit={args.stall_limit:g}`. With the unit that
-  docs/asterisk.md shows (`WatchdogSec=10s`) and the default `gate.loop_stall_limit` (5 s), 5a would take
-  up to about 10 s and 5b about 5 s: the issue's 5 s needs both below 5 s.
+- The stall limits here are the bench's: {limits}.
+  With the unit docs/asterisk.md shows (`WatchdogSec=10s`) and the default `gate.loop_stall_limit` (5 s),
+  5a would take up to about 10 s and 5b about 5 s: the issue's 5 s needs both below 5 s.
 """
 
 
