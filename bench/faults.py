@@ -500,6 +500,12 @@ async def run_fault(
         )
     finally:
         await conn.close()
+    unconfirmed = {s.number for s in announces if s.pressed and not s.confirmed}
+    if unconfirmed:  # the promise is "stored before confirmed"; a press cut short may go either way
+        fault.notes.append(
+            f"{len(unconfirmed)} key press(es) in flight not confirmed to the callee, "
+            f"{len(unconfirmed & stored)} of them stored"
+        )
     traps = {numbers.trap(i) for i in range(TRAPS)}
     heard_allow = {s.call_id: s.number for s in checks if s.verdict == "ALLOW"}
     stored_allow = {r["call_id"]: r for r in decisions if r["verdict"] == "ALLOW"}
