@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-now test-future lint typecheck unit bench prompts clean
+.PHONY: run test test-now test-future lint typecheck unit bench faults prompts clean
 
 # The virtualenv is rebuilt when pyproject.toml changes (dependencies live there and only there).
 $(BIN)/python:
@@ -40,6 +40,11 @@ test-future: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/gate_latency.py
+
+# Faults under load (database stopped, killed, paused, blackholed; a gateway stalled or killed), about
+# three minutes: the table in docs/reliability.md, written again.
+faults: $(VENV)/.installed
+	$(BIN)/python bench/faults.py --write docs/reliability.md
 
 # The prompt audio, from the texts beside it (needs Debian's espeak-ng and sox).
 prompts:

@@ -282,6 +282,19 @@ class FakeAsterisk:
     ) -> AgiRun:
         channel = channel or Channel()
         reader, writer = await asyncio.open_connection(self.host, self.port)
+        return await self.session(reader, writer, script, *args, channel=channel, within=within)
+
+    async def session(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        script: str,
+        *args: str,
+        channel: Channel | None = None,
+        within: float = 10.0,
+    ) -> AgiRun:
+        """The session on a connection already made (``hagi`` makes its own, target by target)."""
+        channel = channel or Channel()
         run = AgiRun(status="SUCCESS", channel=channel, commands=[], replies=[], verbose=[])
         try:
             async with asyncio.timeout(within):
@@ -293,6 +306,32 @@ class FakeAsterisk:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         return run
+
+
+MAX_AGI_CONNECT = 2.0  # res_agi.c: seconds a FastAGI connect may take before the next address is tried
+
+
+async def hagi(
+    targets: Sequence[FakeAsterisk],
+    script: str,
+    *args: str,
+    channel: Channel | None = None,
+    within: float = 10.0,
+) -> tuple[int, AgiRun]:
+    """``AGI(hagi://...)`` as ``launch_ha_netscript`` runs it, the SRV records already in order: each
+    target gets a connect of ``MAX_AGI_CONNECT`` seconds, and the first that connects is the session
+    (which target: its index). There is no fail-over once connected: Asterisk has no read timeout, so
+    a target that accepted and then never answers holds the call (``within`` only bounds a test).
+    ConnectionRefusedError when no target connects ("Couldn't reconnect to any of the SRV targets")."""
+    for index, target in enumerate(targets):
+        try:
+            async with asyncio.timeout(MAX_AGI_CONNECT):
+                reader, writer = await asyncio.open_connection(target.host, target.port)
+        except (OSError, TimeoutError):
+            continue  # "AGI request failed for host ...": the next record
+        run = await target.session(reader, writer, script, *args, channel=channel, within=within)
+        return index, run
+    raise ConnectionRefusedError(f"no FastAGI target of {len(targets)} connected")
 
 
 class _Dialog:

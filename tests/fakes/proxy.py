@@ -19,6 +19,8 @@ class CuttableProxy:
         self._links: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._replies: set[asyncio.Event] = set()  # one per link: set while the server's bytes flow
+        self._open = asyncio.Event()  # cleared while blackholed: no byte moves either way
+        self._open.set()
 
     @classmethod
     def for_dsn(cls, dsn: str) -> CuttableProxy:
@@ -53,6 +55,7 @@ class CuttableProxy:
         if not self.accepting:
             writer.close()
             return
+        await self._open.wait()  # blackholed: the client's connect "succeeded", nothing else happens
         try:
             up_reader, up_writer = await self._connect_upstream()
         except OSError:
@@ -75,6 +78,7 @@ class CuttableProxy:
     ) -> None:
         try:
             while data := await reader.read(65536):
+                await self._open.wait()
                 if flowing is not None:
                     await flowing.wait()
                 writer.write(data)
@@ -99,8 +103,15 @@ class CuttableProxy:
             flowing.clear()
         self._replies.clear()
 
+    def blackhole(self) -> None:
+        """Every byte is held, both ways, on the links open now and on new ones, and nothing is refused or
+        closed: a network that drops packets, or a host frozen behind it. ``restore`` lets the held bytes
+        through, as TCP's retransmissions would once the path is back."""
+        self._open.clear()
+
     def restore(self) -> None:
         self.accepting = True
+        self._open.set()
 
     async def close(self) -> None:
         self.cut()
