@@ -131,7 +131,7 @@ class GateSettings:
     writer: str = ""  # name of this gateway in the decision chain; empty: hostname and pid
     # Seconds the event loop may go without running before the gateway ends itself (exit 70), so that
     # Asterisk's AGI() fails at once rather than waiting on a stalled gateway; 0 turns the watchdog off.
-    loop_stall_limit: float = 5.0
+    loop_stall_limit: float = 3.0
     # The seal key signs every checkpoint (HMAC), outside the database's reach: hex, 32 bytes or more
     # (openssl rand -hex 32). Unset: the key in seal_key_file, made (mode 0600) by serve's first start.
     # Gateways sharing a database share the key.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from dialguard.config import load_settings
+from dialguard.config import Settings, load_settings
 from tests.deploy.files import ROOT, env_file, systemd_unit
 from tests.e2e.test_two_gateways import _free_port
 from tests.fakes.asterisk_agi import FakeAsterisk
@@ -42,7 +41,6 @@ def unit_environment() -> dict[str, str]:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("Type", "simple"),
         ("DynamicUser", "yes"),
         ("StateDirectory", "dialguard"),
         ("Restart", "on-failure"),
@@ -83,11 +81,14 @@ def test_it_runs_dialguard_serve_and_starts_at_boot() -> None:
     assert UNIT["Install"]["WantedBy"] == ["multi-user.target"]
 
 
-def test_the_watchdog_waits_commented_for_sd_notify() -> None:
-    text = UNIT_PATH.read_text()
-    assert re.search(r"^#\s*WatchdogSec=\d+", text, re.M)
-    assert re.search(r"^#\s*Type=notify$", text, re.M)
-    assert "WatchdogSec" not in SERVICE  # not before dialguard speaks sd_notify: it would be killed
+def test_a_stalled_gateway_is_ended_within_five_seconds() -> None:
+    """Issue 14: systemd's watchdog (a stopped process) and the loop's own (a blocked loop) both end a
+    stalled gateway in time for calls to fail over within 5 s."""
+    assert one("Type") == "notify"  # dialguard speaks sd_notify: READY=1, WATCHDOG=1, STOPPING=1
+    watchdog = float(one("WatchdogSec").removesuffix("s"))
+    abort = float(one("TimeoutAbortSec").removesuffix("s"))
+    assert watchdog + abort <= 5
+    assert Settings().gate.loop_stall_limit < watchdog  # the gateway's own, with its log line, first
 
 
 def test_secrets_come_from_an_environment_file_read_by_systemd() -> None:
