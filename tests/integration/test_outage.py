@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dialguard.config import Settings
+from dialguard.config import HttpSettings, Settings
 from dialguard.gate import CheckRequest, Gate
 from dialguard.journal import DecisionJournal
 from dialguard.outage import DatabaseOutage, absorb_pool_floor_log, probe
@@ -35,6 +35,7 @@ from dialguard.policy.model import Verdict
 from dialguard.store.db import create_pool
 from dialguard.store.decisions import DecisionRow
 from dialguard.store.sealing import seal, verify
+from dialguard.store.tokens import Role, create_token
 from dialguard.web.app import create_app
 from tests.conftest import as_gateway
 from tests.fakes.proxy import CuttableProxy
@@ -284,3 +285,23 @@ async def test_replays_at_once_beside_an_appending_gateway_store_each_decision_o
         distinct = await conn.fetchval("SELECT count(DISTINCT call_id) FROM decisions")
     assert rows == distinct == stored == 350
     assert journal.pending() == []
+
+
+async def test_the_api_answers_503_not_500_while_the_database_is_away(
+    outaged: Outaged, pool: asyncpg.Pool, aiohttp_client: Any
+) -> None:
+    """Issue 14, item 9: a lost database is no bug of the gateway's: 503 (try again), never 500."""
+    o = outaged
+    async with pool.acquire() as conn:
+        token = await create_token(conn, name="ops", role=Role.ADMIN)
+    settings = Settings(http=HttpSettings(token_cache_seconds=0))  # each request asks the database
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(
+        create_app(settings=settings, pool=o.through, gate=o.gate)
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/v1/dnc/lists", headers=headers)).status == 200
+    o.proxy.cut()
+    for path in ("/v1/dnc/lists", "/v1/whoami", "/v1/campaigns/default"):
+        response = await client.get(path, headers=headers)
+        body = await response.json()
+        assert (response.status, body["error_id"]) == (503, "database_unavailable"), (path, body)

@@ -7,7 +7,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
+
+from dialguard.store.db import StoreUnavailable, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,20 @@ def error_response(status: int, error_id: str, message: str, details: Any = None
     return web.json_response(body, status=status)
 
 
+# The database gone, unreachable or restarting: worth a retry, and no bug of ours, so never a 500. Server
+# errors of other kinds (a constraint, a syntax error) stay 500s: those are bugs.
+DATABASE_AWAY: tuple[type[Exception], ...] = (
+    StoreUnavailable,
+    ConnectionError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # 57P: admin or crash shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # 53: too many connections, out of memory or disk
+)
+
+
 # aiohttp's own refusals (body too large, unknown path, wrong method) get the same JSON shape.
 _HTTP_IDS = {
     404: "not_found",
@@ -48,6 +65,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.error_id, exc.message, exc.details)
+    except DATABASE_AWAY as exc:
+        log.warning(
+            "%s %s: the database is away (%s); answered 503",
+            request.method,
+            request.path,
+            describe_failure(exc),
+        )
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database does not answer; try again shortly",
+            {"retry_after_seconds": 2},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
