@@ -25,6 +25,7 @@ from dialguard.rules.loader import load_rulebook
 from dialguard.store import abandons, campaigns
 from dialguard.store.tokens import Role, create_token
 from dialguard.web.app import create_app
+from tests.decision_rows import store_decision
 from tests.fakes.asterisk_agi import FakeAsterisk
 
 # A Tuesday, 10:00 in London (GMT): inside the GB pack's 08:00-21:00, and so is every instant used below.
@@ -39,15 +40,10 @@ Client = TestClient[web.Request, web.Application]
 async def record(
     conn: Any, *, at: datetime, number: str = GB_OTHER, campaign: str = "spring", abandoned: bool = False
 ) -> bool:
-    return await abandons.record_outcome(
-        conn,
-        call_id=uuid.uuid4(),
-        number=number,
-        campaign=campaign,
-        answered_at=at,
-        agent_at=None if abandoned else at + timedelta(seconds=1),
-        abandoned=abandoned,
-    )
+    """An answered call of a decided one, its outcome kept as the AMI timeline keeps it."""
+    call_id = await store_decision(conn, at=at - timedelta(seconds=20), campaign=campaign, number=number)
+    agent_at = None if abandoned else at + timedelta(seconds=1)
+    return await abandons.record_outcomes(conn, [abandons.Outcome(call_id, at, agent_at, abandoned)]) == 1
 
 
 async def hour_rows(conn: Any, campaign: str = "spring") -> list[tuple[datetime, int, int]]:
@@ -62,13 +58,15 @@ async def hour_rows(conn: Any, campaign: str = "spring") -> list[tuple[datetime,
 
 
 async def test_an_outcome_is_kept_once_and_counted_once(pool: asyncpg.Pool) -> None:
-    call_id = uuid.uuid4()
-    kw: dict[str, Any] = {"call_id": call_id, "number": GB, "campaign": "spring", "answered_at": NOW,
-                          "agent_at": None, "abandoned": True}  # fmt: skip
     async with pool.acquire() as conn:
-        assert await abandons.record_outcome(conn, **kw) is True
+        call_id = await store_decision(conn, at=NOW - timedelta(seconds=20), number=GB)
+        first = abandons.Outcome(call_id, NOW, None, abandoned=True)
+        assert await abandons.record_outcomes(conn, [first]) == 1
         # A replay (the AMI batch retried), even one that now says otherwise, changes nothing.
-        assert await abandons.record_outcome(conn, **{**kw, "abandoned": False, "agent_at": NOW}) is False
+        again = abandons.Outcome(call_id, NOW, NOW, abandoned=False)
+        assert await abandons.record_outcomes(conn, [again]) == 0
+        # A call the gate never decided is not counted.
+        assert await abandons.record_outcomes(conn, [abandons.Outcome(uuid.uuid4(), NOW, None, True)]) == 0
         assert await hour_rows(conn) == [(NOW, 1, 1)]
         assert await conn.fetchval("SELECT abandoned FROM call_outcomes WHERE call_id = $1", call_id) is True
 

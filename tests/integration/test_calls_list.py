@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from dialguard.store.abandons import record_outcome
+from dialguard.store.abandons import Outcome, record_outcomes
 from tests.decision_rows import store_decision
 from tests.integration.test_decision_log import NOW, Client, api
 
@@ -30,11 +30,14 @@ async def test_outcomes_filters_and_pages(api: tuple[Client, dict[str, str]], po
         unanswered = await store_decision(conn, at=NOW - timedelta(minutes=4))
         connected = await store_decision(conn, at=NOW - timedelta(minutes=3))
         abandoned = await store_decision(conn, at=NOW - timedelta(minutes=2))
-        for call_id, agent in ((connected, NOW - timedelta(minutes=2)), (abandoned, None)):
-            await record_outcome(
-                conn, call_id=call_id, number="+12125550142", campaign="spring",
-                answered_at=NOW - timedelta(minutes=2), agent_at=agent, abandoned=agent is None,
-            )  # fmt: skip
+        answered_at = NOW - timedelta(minutes=2)
+        await record_outcomes(
+            conn,
+            [
+                Outcome(connected, answered_at, answered_at, False),
+                Outcome(abandoned, answered_at, None, True),
+            ],
+        )
     every = (await calls(client, headers))["calls"]
     assert [c["call_id"] for c in every] == [str(abandoned), str(connected), str(unanswered), str(blocked)]
     assert every[0]["outcome"]["abandoned"] is True and every[0]["outcome"]["agent_at"] is None

@@ -33,13 +33,14 @@ from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
 from dialguard.rules.loader import load_rulebook
 from dialguard.store import dnc
-from dialguard.store.abandons import record_outcome
+from dialguard.store.abandons import Outcome, record_outcomes
 from dialguard.store.calls import OptOut
 from dialguard.store.db import create_pool
 from dialguard.store.registry import import_registry
 from dialguard.store.tokens import Role, create_token
 from dialguard.web.app import create_app
 from tests.conftest import as_gateway
+from tests.decision_rows import store_decision
 from tests.fakes.asterisk_agi import FakeAsterisk
 from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
 from tests.fakes.proxy import CuttableProxy
@@ -308,15 +309,15 @@ async def test_each_campaigns_abandon_rate_as_the_governor_measures_it(
         create_app(settings=Settings(), pool=pool, gate=gate, metrics=metrics)
     )
     async with pool.acquire() as conn:
+        hour_ago, month_ago = NOW - timedelta(hours=1), NOW - timedelta(days=31)
+        outcomes = []
         for n in range(40):  # 40 answered calls of one campaign an hour ago, 2 of them abandoned
-            await record_outcome(
-                conn, call_id=uuid.uuid4(), number=f"+1212555{n:04d}", campaign="spring",
-                answered_at=NOW - timedelta(hours=1), agent_at=None, abandoned=n < 2,
-            )  # fmt: skip
-        await record_outcome(  # another campaign, 31 days ago: outside the window
-            conn, call_id=uuid.uuid4(), number="+12125559999", campaign="old",
-            answered_at=NOW - timedelta(days=31), agent_at=None, abandoned=True,
-        )  # fmt: skip
+            call_id = await store_decision(conn, at=hour_ago, number=f"+1212555{n:04d}", campaign="spring")
+            outcomes.append(Outcome(call_id, hour_ago, None if n < 2 else hour_ago, abandoned=n < 2))
+        # Another campaign, 31 days ago: outside the window.
+        call_id = await store_decision(conn, at=month_ago, number="+12125559999", campaign="old")
+        outcomes.append(Outcome(call_id, month_ago, None, abandoned=True))
+        assert await record_outcomes(conn, outcomes) == 41
     rates = of(await scrape(client), "dialguard_campaign_abandon_rate")
     # Under each rule in force: the US's 30 days and GB's 24 hours both hold the hour-old calls.
     assert rates == {

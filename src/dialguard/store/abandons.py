@@ -9,28 +9,45 @@ price is up to an hour of answered calls left out at the window's old edge.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dialguard.policy.model import AnswerCounts
 from dialguard.store.db import Connection
 
-# The hour's row moves only when the outcome is new: a replayed outcome counts nothing twice. One
-# statement, so the outcome and its count land together; two writers of one hour meet on the row's lock.
+# Answered calls' outcomes, each once, with its number and campaign from its decision. The hour's counts
+# move only when the outcome is new (a replayed batch counts nothing twice). One statement, so outcomes
+# and counts land together; two writers of one hour meet on the row's lock.
 _RECORD_SQL = """
-WITH fresh AS (
+WITH given AS (
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::boolean[])
+        AS g(call_id, answered_at, agent_at, abandoned)
+), fresh AS (
     INSERT INTO call_outcomes (call_id, number, campaign, answered_at, agent_at, abandoned)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    SELECT g.call_id, d.number, d.campaign, g.answered_at, g.agent_at, g.abandoned
+      FROM given g JOIN decisions d ON d.call_id = g.call_id
     ON CONFLICT (call_id) DO NOTHING
     RETURNING campaign, answered_at, abandoned
 ), counted AS (
     INSERT INTO campaign_answer_hours AS h (campaign, hour, answered, abandoned)
-    SELECT campaign, date_trunc('hour', answered_at, 'UTC'), 1, abandoned::int FROM fresh
+    SELECT campaign, date_trunc('hour', answered_at, 'UTC'), count(*), count(*) FILTER (WHERE abandoned)
+      FROM fresh GROUP BY 1, 2
     ON CONFLICT (campaign, hour) DO UPDATE
-       SET answered = h.answered + 1, abandoned = h.abandoned + EXCLUDED.abandoned
-    RETURNING 1
+       SET answered = h.answered + EXCLUDED.answered, abandoned = h.abandoned + EXCLUDED.abandoned
 )
-SELECT count(*) FROM counted
+SELECT count(*) FROM fresh
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An answered call, as the abandon rule counts it."""
+
+    call_id: uuid.UUID
+    answered_at: datetime
+    agent_at: datetime | None  # None: no agent joined
+    abandoned: bool
 
 
 def answer_hours_sql(campaign: str, since: str, until: str) -> str:
@@ -54,20 +71,20 @@ SELECT c.campaign, {answer_hours_sql("c.campaign", "$1::timestamptz", "$2::times
 """
 
 
-async def record_outcome(
-    conn: Connection,
-    *,
-    call_id: uuid.UUID,
-    number: str,
-    campaign: str,
-    answered_at: datetime,
-    agent_at: datetime | None,
-    abandoned: bool,
-) -> bool:
-    """Keep an answered call's outcome and count it in its hour; False when the call was already kept
-    (the first outcome stands: call_outcomes is append-only)."""
-    counted = await conn.fetchval(_RECORD_SQL, call_id, number, campaign, answered_at, agent_at, abandoned)
-    return bool(counted)
+async def record_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> int:
+    """Keep answered calls' outcomes and count each in its hour; return how many were new (a call kept
+    already keeps its first outcome: call_outcomes is append-only). A call without a decision is left
+    out: the gate decided every call it counts."""
+    if not outcomes:
+        return 0
+    new: int = await conn.fetchval(
+        _RECORD_SQL,
+        [o.call_id for o in outcomes],
+        [o.answered_at for o in outcomes],
+        [o.agent_at for o in outcomes],
+        [o.abandoned for o in outcomes],
+    )
+    return new
 
 
 async def campaign_rate(conn: Connection, campaign: str, *, window: timedelta, now: datetime) -> AnswerCounts:

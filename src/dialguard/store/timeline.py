@@ -7,30 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from dialguard.asterisk.ami_calls import Answered, Step
+from dialguard.store.abandons import Outcome, record_outcomes
 from dialguard.store.db import Connection
 from dialguard.store.sealing import event_hash
 
 _INSERT_EVENT = "INSERT INTO call_events (call_id, at, kind, detail, row_hash) VALUES ($1, $2, $3, $4, $5)"
-
-# An answered call's outcome, once, with its number and campaign from its decision; the hour's counts
-# move only when the outcome is new (a replayed batch counts nothing twice).
-_INSERT_OUTCOMES = """
-WITH given AS (
-    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::boolean[])
-        AS g(call_id, answered_at, agent_at, abandoned)
-), fresh AS (
-    INSERT INTO call_outcomes (call_id, number, campaign, answered_at, agent_at, abandoned)
-    SELECT g.call_id, d.number, d.campaign, g.answered_at, g.agent_at, g.abandoned
-      FROM given g JOIN decisions d ON d.call_id = g.call_id
-    ON CONFLICT (call_id) DO NOTHING
-    RETURNING campaign, answered_at, abandoned
-)
-INSERT INTO campaign_answer_hours AS h (campaign, hour, answered, abandoned)
-SELECT campaign, date_trunc('hour', answered_at, 'UTC'), count(*), count(*) FILTER (WHERE abandoned)
-  FROM fresh GROUP BY 1, 2
-ON CONFLICT (campaign, hour) DO UPDATE
-   SET answered = h.answered + EXCLUDED.answered, abandoned = h.abandoned + EXCLUDED.abandoned
-"""
 
 
 async def write(conn: Connection, steps: Sequence[Step], answered: Sequence[tuple[Answered, bool]]) -> None:
@@ -42,14 +23,7 @@ async def write(conn: Connection, steps: Sequence[Step], answered: Sequence[tupl
                 event = {"call_id": s.call_id, "at": s.at, "kind": s.kind, "detail": s.detail}
                 rows.append((*event.values(), event_hash(event)))
             await conn.executemany(_INSERT_EVENT, rows)
-        if answered:
-            await conn.execute(
-                _INSERT_OUTCOMES,
-                [a.call_id for a, _ in answered],
-                [a.answered_at for a, _ in answered],
-                [a.agent_at for a, _ in answered],
-                [abandoned for _, abandoned in answered],
-            )
+        await record_outcomes(conn, [Outcome(a.call_id, a.answered_at, a.agent_at, ab) for a, ab in answered])
 
 
 async def timeline_of(conn: Connection, call_id: uuid.UUID) -> list[dict[str, Any]]:
