@@ -5,7 +5,6 @@ event hubs hear (issue 15: the token cache)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,32 +13,14 @@ import asyncpg
 import pytest
 
 from tests.cli import dialguard
-from tests.e2e.test_two_gateways import _free_port, _start_gateway
+from tests.e2e.test_two_gateways import gateways
 
 
 @pytest.fixture
 async def two_gateways(tmp_path: Path, db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
     """The base URLs of two gateways' HTTP APIs."""
-    urls, procs = [], []
-    try:
-        for i in range(2):
-            http_port = _free_port()
-            env = {
-                **os.environ,
-                "DIALGUARD_DATABASE_DSN": db_dsn,
-                "DIALGUARD_AGI_PORT": str(_free_port()),
-                "DIALGUARD_HTTP_PORT": str(http_port),
-                "DIALGUARD_HTTP_TOKEN_CACHE_SECONDS": "3600",
-                "DIALGUARD_CALLS_JOURNAL_PATH": str(tmp_path / f"journal-{i}.jsonl"),
-                "DIALGUARD_GATE_WRITER": f"gateway-{i}",
-            }
-            procs.append(await _start_gateway(env))
-            urls.append(f"http://127.0.0.1:{http_port}")
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-            await proc.wait()
+    async with gateways(db_dsn, tmp_path, DIALGUARD_HTTP_TOKEN_CACHE_SECONDS="3600") as started:
+        yield [p.url for p in started]
 
 
 async def test_a_token_revoked_with_the_cli_is_refused_by_every_gateway(

@@ -12,8 +12,10 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import pytest
@@ -56,29 +58,47 @@ async def _start_gateway(env: dict[str, str]) -> asyncio.subprocess.Process:
     return proc
 
 
-@pytest.fixture
-async def two_gateways(tmp_path: Path, db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[int]]:
-    (tmp_path / "DEFAULT.toml").write_text(ALWAYS_OPEN_THREE_A_DAY)
-    ports = []
+class Ports(NamedTuple):
+    agi: int
+    http: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+
+@asynccontextmanager
+async def gateways(db_dsn: str, tmp_path: Path, count: int = 2, **env: str) -> AsyncIterator[list[Ports]]:
+    """``count`` real `dialguard serve` processes on one database, each on ports and with a journal of its
+    own, ``env`` (DIALGUARD_... variables) added to each; ended when the block is left."""
+    started: list[Ports] = []
     procs = []
     try:
-        for i in range(2):
-            agi_port = _free_port()
-            env = {
+        for i in range(count):
+            ports = Ports(_free_port(), _free_port())
+            own = {
                 **os.environ,
                 "DIALGUARD_DATABASE_DSN": db_dsn,
-                "DIALGUARD_AGI_PORT": str(agi_port),
-                "DIALGUARD_HTTP_PORT": str(_free_port()),
-                "DIALGUARD_RULES_PACK_DIR": str(tmp_path),
+                "DIALGUARD_AGI_PORT": str(ports.agi),
+                "DIALGUARD_HTTP_PORT": str(ports.http),
+                "DIALGUARD_CALLS_JOURNAL_PATH": str(tmp_path / f"journal-{i}.jsonl"),
                 "DIALGUARD_GATE_WRITER": f"gateway-{i}",
+                **env,
             }
-            procs.append(await _start_gateway(env))
-            ports.append(agi_port)
-        yield ports
+            procs.append(await _start_gateway(own))
+            started.append(ports)
+        yield started
     finally:
         for proc in procs:
             proc.terminate()
             await proc.wait()
+
+
+@pytest.fixture
+async def two_gateways(tmp_path: Path, db_dsn: str, pool: asyncpg.Pool) -> AsyncIterator[list[int]]:
+    (tmp_path / "DEFAULT.toml").write_text(ALWAYS_OPEN_THREE_A_DAY)
+    async with gateways(db_dsn, tmp_path, DIALGUARD_RULES_PACK_DIR=str(tmp_path)) as started:
+        yield [p.agi for p in started]
 
 
 async def test_two_gateway_processes_allow_exactly_the_last_slot(
