@@ -5,7 +5,6 @@ an HTTP import that holds the admin pool's only connection, and checks over Fast
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from dialguard.store.db import create_pool
 from dialguard.store.tokens import Role, create_token
-from tests.e2e.test_two_gateways import _free_port, _start_gateway
+from tests.e2e.test_two_gateways import gateways
 from tests.fakes.asterisk_agi import FakeAsterisk
 from tests.fakes.waiting import server_reports
 
@@ -33,28 +32,20 @@ class Gateway:
 async def gateway(new_database: Callable[[], Awaitable[str]], tmp_path: Path) -> AsyncIterator[Gateway]:
     """A gateway with one admin connection and two for calls, on a database of its own."""
     dsn = await new_database()
-    agi_port, http_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "DIALGUARD_DATABASE_DSN": dsn,
-        "DIALGUARD_DATABASE_POOL_SIZE": "2",
-        "DIALGUARD_DATABASE_ADMIN_POOL_SIZE": "1",
-        "DIALGUARD_DATABASE_ADMIN_ACQUIRE_TIMEOUT": "0.3",
-        "DIALGUARD_AGI_PORT": str(agi_port),
-        "DIALGUARD_HTTP_PORT": str(http_port),
-        "DIALGUARD_CALLS_JOURNAL_PATH": str(tmp_path / "journal.jsonl"),
-    }
     setup = await create_pool(dsn, size=1)
     async with setup.acquire() as conn:
         token = await create_token(conn, name="admin-1", role=Role.ADMIN)
     await setup.close()
     observer = await asyncpg.connect(dsn)
-    proc = await _start_gateway(env)
+    pools = {
+        "DIALGUARD_DATABASE_POOL_SIZE": "2",
+        "DIALGUARD_DATABASE_ADMIN_POOL_SIZE": "1",
+        "DIALGUARD_DATABASE_ADMIN_ACQUIRE_TIMEOUT": "0.3",
+    }
     try:
-        yield Gateway(agi_port, http_port, token, observer)
+        async with gateways(dsn, tmp_path, count=1, **pools) as (ports,):
+            yield Gateway(ports.agi, ports.http, token, observer)
     finally:
-        proc.terminate()
-        await proc.wait()
         await observer.close()
 
 

@@ -3,7 +3,6 @@ imported over HTTP, and /metrics read without a token as Prometheus would."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dialguard.store.db import create_pool
 from dialguard.store.tokens import Role, create_token
-from tests.e2e.test_two_gateways import _free_port, _start_gateway
+from tests.e2e.test_two_gateways import gateways
 from tests.fakes.asterisk_agi import FakeAsterisk
 
 
@@ -21,25 +20,15 @@ async def test_serve_counts_its_checks_and_reads_its_pools_journal_and_lists(
     new_database: Callable[[], Awaitable[str]], tmp_path: Path
 ) -> None:
     dsn = await new_database()
-    agi_port, http_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "DIALGUARD_DATABASE_DSN": dsn,
-        "DIALGUARD_DATABASE_POOL_SIZE": "3",
-        "DIALGUARD_DATABASE_ADMIN_POOL_SIZE": "2",
-        "DIALGUARD_AGI_PORT": str(agi_port),
-        "DIALGUARD_HTTP_PORT": str(http_port),
-        "DIALGUARD_CALLS_JOURNAL_PATH": str(tmp_path / "journal.jsonl"),
-    }
     setup = await create_pool(dsn, size=1)
     async with setup.acquire() as conn:
         token = await create_token(conn, name="admin-1", role=Role.ADMIN)
     await setup.close()
-    proc = await _start_gateway(env)
-    try:
-        run = await FakeAsterisk("127.0.0.1", agi_port).agi("check", "not a number")
+    pools = {"DIALGUARD_DATABASE_POOL_SIZE": "3", "DIALGUARD_DATABASE_ADMIN_POOL_SIZE": "2"}
+    async with gateways(dsn, tmp_path, count=1, **pools) as (ports,):
+        run = await FakeAsterisk("127.0.0.1", ports.agi).agi("check", "not a number")
         assert run.variables["DIALGUARD_REASON"] == "number.invalid"
-        base = f"http://127.0.0.1:{http_port}"
+        base = f"http://127.0.0.1:{ports.http}"
         list_date = datetime.now(UTC).date() - timedelta(days=3)  # the gateway's clock is the system's
         async with aiohttp.ClientSession() as http:
             url = f"{base}/v1/dnc/imports?list=us_national&format=us-registry&date={list_date.isoformat()}"
@@ -50,9 +39,6 @@ async def test_serve_counts_its_checks_and_reads_its_pools_journal_and_lists(
                 assert response.status == 200
                 text = await response.text()
         today = datetime.now(UTC).date()
-    finally:
-        proc.terminate()
-        await proc.wait()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
