@@ -8,7 +8,7 @@ from dialguard.config import ConfigError, load_settings
 
 
 def test_the_watchdog_is_on_by_default_and_the_environment_sets_its_limit() -> None:
-    assert load_settings(env={}).gate.loop_stall_limit == 5.0
+    assert load_settings(env={}).gate.loop_stall_limit == 3.0
     assert load_settings(env={"DIALGUARD_GATE_LOOP_STALL_LIMIT": "2.5"}).gate.loop_stall_limit == 2.5
     assert load_settings(env={"DIALGUARD_GATE_LOOP_STALL_LIMIT": "0"}).gate.loop_stall_limit == 0  # off
 

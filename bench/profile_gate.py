@@ -1,0 +1,80 @@
+"""Where a FastAGI check's CPU goes in the gateway's process: cProfile over a loaded gate.
+
+The gate (the one `make bench` measures: AgiServer, the check route, the shipped rule packs) runs in this
+process under cProfile; the load comes from bench/gate_latency.py's load generator in a process of its
+own. Prints the gate process's CPU per check, and the functions with the most CPU of their own and
+under them, per check.
+
+    .venv/bin/python bench/profile_gate.py [--sessions 5000] [--concurrency 50] [--top 25]
+
+Figures: docs/benchmarks.md ("Issue 15 — where the time goes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
+
+from gate_latency import load, seed  # noqa: E402
+from scratch import scratch_database  # noqa: E402
+
+from dialguard.asterisk.agi_routes import agi_routes  # noqa: E402
+from dialguard.asterisk.agi_server import AgiServer  # noqa: E402
+from dialguard.clock import system_clock  # noqa: E402
+from dialguard.gate import Gate  # noqa: E402
+from dialguard.rules.loader import load_rulebook  # noqa: E402
+from dialguard.store.db import create_pool  # noqa: E402
+
+
+async def profile(args: argparse.Namespace) -> None:
+    async with scratch_database() as (dsn, _):
+        await seed(dsn, "informational")
+        pool = await create_pool(dsn, size=10)
+        gate = Gate(pool=pool, rulebook=load_rulebook(), clock=system_clock, default_region="US")
+        server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
+        await server.start()
+        try:
+            await load(server.port, 500, args.concurrency)  # warm: plans, pools, caches
+            profiler = cProfile.Profile()
+            cpu = time.process_time()
+            profiler.enable()
+            latencies, wall = await load(server.port, args.sessions, args.concurrency)
+            profiler.disable()
+            cpu = time.process_time() - cpu
+        finally:
+            await server.close()
+            await pool.close()
+    print(
+        f"{len(latencies)} checks at concurrency {args.concurrency}: {len(latencies) / wall:.0f} checks/s; "
+        f"the gate process spent {cpu / len(latencies) * 1e6:.0f} µs of CPU per check "
+        f"({cpu / wall:.0%} of a core; profiled, so slower than unprofiled)"
+    )
+    stats = pstats.Stats(profiler)
+    per_check = 1e6 / len(latencies)
+    for key, title in (("tottime", "own time"), ("cumtime", "with what they call")):
+        print(f"\nµs per check, by {title}:")
+        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2 if key == "tottime" else 3], reverse=True)  # type: ignore[attr-defined]
+        for (path, line, name), (_, calls, own, total, _) in rows[: args.top]:
+            where = f"{Path(path).name}:{line}" if line else path
+            spent = own if key == "tottime" else total
+            print(f"  {spent * per_check:8.1f}  {calls / len(latencies):6.1f} calls  {name}  ({where})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--top", type=int, default=25)
+    asyncio.run(profile(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
