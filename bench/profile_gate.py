@@ -61,7 +61,8 @@ async def profile(args: argparse.Namespace) -> None:
     per_check = 1e6 / len(latencies)
     for key, title in (("tottime", "own time"), ("cumtime", "with what they call")):
         print(f"\nµs per check, by {title}:")
-        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2 if key == "tottime" else 3], reverse=True)  # type: ignore[attr-defined]
+        column = 2 if key == "tottime" else 3
+        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][column], reverse=True)  # type: ignore[attr-defined]
         for (path, line, name), (_, calls, own, total, _) in rows[: args.top]:
             where = f"{Path(path).name}:{line}" if line else path
             spent = own if key == "tottime" else total
@@ -69,7 +70,8 @@ async def profile(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
