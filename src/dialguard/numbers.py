@@ -134,8 +134,11 @@ def parse_number(
         except phonenumbers.NumberParseException as exc:
             why = _parse_error(exc)
             continue
-        if phonenumbers.is_valid_number(number):
-            return _facts(number)
+        # A number is valid exactly when its type is known (is_valid_number asks the same question):
+        # asking once spares the same range matching two more times (15 % of a check's CPU, issue 15).
+        kind = phonenumbers.number_type(number)
+        if kind != phonenumbers.PhoneNumberType.UNKNOWN:
+            return _facts(number, kind)
         why = _invalid_reason(number, default_region)
     return InvalidNumber(raw, why)
 
@@ -164,9 +167,13 @@ def _invalid_reason(number: phonenumbers.PhoneNumber, default_region: str) -> st
     )
 
 
-def _facts(number: phonenumbers.PhoneNumber) -> NumberFacts:
+def _facts(number: phonenumbers.PhoneNumber, kind: int) -> NumberFacts:
     region = phonenumbers.region_code_for_number(number) or "ZZ"
-    zones = tuple(z for z in timezone.time_zones_for_number(number) if z != UNKNOWN_ZONE)
+    if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
+        found = timezone.time_zones_for_geographical_number(number)  # what time_zones_for_number does
+    else:
+        found = timezone.time_zones_for_number(number)  # the country's zones
+    zones = tuple(z for z in found if z != UNKNOWN_ZONE)
     national = str(number.national_number)
     subdivision = None
     if number.country_code == 1 and len(national) == 10:
@@ -177,7 +184,7 @@ def _facts(number: phonenumbers.PhoneNumber) -> NumberFacts:
         region=region,
         subdivision=subdivision,
         time_zones=zones,
-        line_type=_LINE_TYPES.get(phonenumbers.number_type(number), LineType.UNKNOWN),
+        line_type=_LINE_TYPES.get(kind, LineType.UNKNOWN),
     )
 
 

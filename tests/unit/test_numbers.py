@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import doctest
 
+import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from phonenumbers import timezone
 
 import dialguard.numbers
 from dialguard.numbers import (
@@ -98,3 +100,30 @@ def test_docstring_examples() -> None:
 def test_wildcards_for_the_do_not_call_lists(raw: str, wildcard: str | None) -> None:
     parsed = parse_wildcard(raw)
     assert (parsed if isinstance(parsed, str) else None) == wildcard
+
+
+def _example_numbers() -> list[str]:
+    """Every region's example number of every type phonenumbers has one for, and a few digits off them."""
+    found = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(11):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                found += [e164, e164[:-1], e164 + "0"]
+    return sorted(set(found))
+
+
+def test_validity_type_and_zones_are_what_phonenumbers_says_however_few_times_we_ask() -> None:
+    """parse_number asks number_type once (issue 15) instead of is_valid_number, number_type and
+    time_zones_for_number each matching the ranges again: the answers must not change."""
+    examples = _example_numbers()
+    assert len(examples) > 1000
+    for e164 in examples:
+        number = phonenumbers.parse(e164)
+        facts = parse_number(e164)
+        assert isinstance(facts, NumberFacts) == phonenumbers.is_valid_number(number), e164
+        if isinstance(facts, NumberFacts):
+            zones = tuple(z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown")
+            assert facts.time_zones == zones, e164
+            assert facts.region == phonenumbers.region_code_for_number(number), e164
