@@ -183,3 +183,18 @@ async def test_healthz_warns_when_the_gateways_role_could_rewrite_history(
     assert own["status"] == shared["status"] == "ok"  # a warning, never a failure
     assert "roles" not in own.get("warnings", {})
     assert "database.owner_dsn" in shared["warnings"]["roles"]
+
+
+async def test_grants_in_force_are_left_alone_and_a_missing_one_is_put_back(pool: asyncpg.Pool) -> None:
+    """Every start and command checks the grants; only a difference (or new migrations) writes them."""
+    async with as_owner(pool) as owner:
+        assert not await grant_gateway(owner, EMBEDDED_GATEWAY_ROLE)  # conftest granted them
+        await owner.execute(f"REVOKE INSERT ON decisions FROM {EMBEDDED_GATEWAY_ROLE}")
+        await owner.execute(f"GRANT UPDATE ON attempts TO {EMBEDDED_GATEWAY_ROLE}")
+        assert await grant_gateway(owner, EMBEDDED_GATEWAY_ROLE)
+        assert not await grant_gateway(owner, EMBEDDED_GATEWAY_ROLE)
+        assert await grant_gateway(owner, EMBEDDED_GATEWAY_ROLE, force=True)
+    async with pool.acquire() as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE attempts SET campaign = 'x'")
+        assert await conn.fetchval("SELECT has_table_privilege('decisions', 'INSERT')")

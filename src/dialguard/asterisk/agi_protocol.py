@@ -93,7 +93,9 @@ class LineSplitter:
             self._buffer = bytearray(rest)
             for raw in complete:
                 if len(raw) > self.max_line_bytes:
-                    raise LineTooLong(f"line of {len(raw)} bytes exceeds the {self.max_line_bytes}-byte bound")
+                    raise LineTooLong(
+                        f"line of {len(raw)} bytes exceeds the {self.max_line_bytes}-byte bound"
+                    )
                 lines.append(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
         if len(self._buffer) > self.max_line_bytes:
             raise LineTooLong(f"unterminated line exceeds the {self.max_line_bytes}-byte bound")

@@ -107,42 +107,64 @@ async def ensure_login_role(conn: Connection, role: str) -> None:
         await conn.execute(f"CREATE ROLE {_ident(role)} LOGIN")
 
 
-async def grant_gateway(conn: Connection, role: str) -> None:
+_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+_TABLES_SQL = f"""
+SELECT c.relname, pg_get_userbyid(c.relowner) AS owner,
+       ARRAY[{", ".join(f"has_table_privilege($1, c.oid, '{p}')" for p in _PRIVILEGES)}] AS held
+  FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+ ORDER BY c.relname"""
+_REST_SQL = f"""
+SELECT has_schema_privilege($1, 'public', 'CREATE')
+   AND {" AND ".join(f"has_function_privilege($1, '{f}'::regproc, 'EXECUTE')" for f in FUNCTIONS)}"""
+
+
+def _allowed(name: str) -> frozenset[str] | None:
+    """What the gateway may do with a table of the owner's, or None for a table of its own."""
+    if name in GATEWAY_OWNED or _VERSION_PARTITION.match(name):
+        return None
+    if name in HISTORY:
+        return frozenset({"SELECT", "INSERT"})
+    if name in WORKING:
+        return frozenset({"SELECT", *WORKING[name].split(", ")})
+    if name in READ_ONLY:
+        return frozenset({"SELECT"})
+    raise UnknownTable(
+        f"table {name!r} is not classified in dialguard.store.roles: say what the gateway may do with it "
+        "(HISTORY, WORKING or READ_ONLY)"
+    )
+
+
+async def grant_gateway(conn: Connection, role: str, *, force: bool = False) -> bool:
     """As the owner: give ``role`` exactly what the gateway needs, and take back anything else it had on
-    the owner's tables. Idempotent; runs in one transaction."""
+    the owner's tables; True when something had to change. What is in force already is left alone (no
+    catalog writes on every start and command) unless ``force`` (new migrations: new sequences)."""
     if role == await conn.fetchval("SELECT current_user"):
-        return  # one role for both: nothing to separate (check_role warns)
+        return False  # one role for both: nothing to separate (check_role warns)
+    plan = []  # (table, its owner, what the gateway may do with it, None: its own table)
+    in_force = True
+    for t in await conn.fetch(_TABLES_SQL, role):
+        allowed = _allowed(t["relname"])
+        held = {p for p, has in zip(_PRIVILEGES, t["held"], strict=True) if has}
+        in_force &= t["owner"] == role if allowed is None else held == allowed
+        plan.append((t["relname"], t["owner"], allowed))
+    if in_force and not force and await conn.fetchval(_REST_SQL, role):
+        return False
     who = _ident(role)
     async with conn.transaction():
-        tables = await conn.fetch(
-            """SELECT c.relname, pg_get_userbyid(c.relowner) AS owner FROM pg_class c
-                WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
-                ORDER BY c.relname"""
-        )
-        for table in tables:
-            name = table["relname"]
+        for name, owner, allowed in plan:
             quoted = _ident(name)
-            if name in GATEWAY_OWNED or _VERSION_PARTITION.match(name):
-                if table["owner"] != role:
+            if allowed is None:
+                if owner != role:
                     await conn.execute(f"ALTER TABLE {quoted} OWNER TO {who}")
                 continue
             await conn.execute(f"REVOKE ALL ON {quoted} FROM {who}")
-            if name in HISTORY:
-                await conn.execute(f"GRANT SELECT, INSERT ON {quoted} TO {who}")
-            elif name in WORKING:
-                await conn.execute(f"GRANT SELECT, {WORKING[name]} ON {quoted} TO {who}")
-            elif name in READ_ONLY:
-                await conn.execute(f"GRANT SELECT ON {quoted} TO {who}")
-            else:
-                raise UnknownTable(
-                    f"table {name!r} is not classified in dialguard.store.roles: say what the gateway "
-                    "may do with it (HISTORY, WORKING or READ_ONLY)"
-                )
+            await conn.execute(f"GRANT {', '.join(sorted(allowed))} ON {quoted} TO {who}")
         await conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {who}")
         # New national-list versions are tables of the gateway's own; temporary tables come with PUBLIC.
         await conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {who}")
         for function in FUNCTIONS:
             await conn.execute(f"GRANT EXECUTE ON FUNCTION {function} TO {who}")
+    return True
 
 
 def _ident(name: str) -> str:

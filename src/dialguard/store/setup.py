@@ -16,7 +16,7 @@ import asyncpg
 
 from dialguard.config import DatabaseSettings
 from dialguard.store.db import DatabaseError, resolve_dsn
-from dialguard.store.migrate import Migration, migrate
+from dialguard.store.migrate import MIGRATION_LOCK_ID, Migration, migrate
 from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, ensure_login_role, grant_gateway
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,12 @@ async def prepare_database(settings: DatabaseSettings, *, create: bool = True) -
                 role = EMBEDDED_GATEWAY_ROLE
             else:
                 role = await _role_of(gateway)
-            await grant_gateway(conn, role)
+            # Under migrate's lock: two gateways granting at once would meet on the same catalog rows.
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+            try:
+                await grant_gateway(conn, role, force=bool(applied))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
     finally:
         await conn.close()
     return Prepared(gateway_dsn=gateway, applied=applied)
