@@ -43,6 +43,20 @@ DATABASE_FAILURES: tuple[type[Exception], ...] = (
 )
 
 
+# What an API answers 503 for (the database gone, unreachable or restarting: worth a retry, and no bug
+# of ours); server errors of other kinds (a constraint, a syntax error) are bugs, and stay 500s.
+DATABASE_AWAY: tuple[type[Exception], ...] = (
+    StoreUnavailable,
+    ConnectionError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # 57P: admin or crash shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # 53: too many connections, out of memory or disk
+)
+
+
 def describe_failure(exc: BaseException) -> str:
     """One line for a log or a decision's evidence (never a DSN: asyncpg's messages do not carry one)."""
     cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc

@@ -7,10 +7,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from dialguard.store.db import StoreUnavailable, describe_failure
+from dialguard.store.db import DATABASE_AWAY, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +30,6 @@ class ApiError(Exception):
 def error_response(status: int, error_id: str, message: str, details: Any = None) -> web.Response:
     body = {"error_id": error_id, "message": message, "details": details if details is not None else {}}
     return web.json_response(body, status=status)
-
-
-# The database gone, unreachable or restarting: worth a retry, and no bug of ours, so never a 500. Server
-# errors of other kinds (a constraint, a syntax error) stay 500s: those are bugs.
-DATABASE_AWAY: tuple[type[Exception], ...] = (
-    StoreUnavailable,
-    ConnectionError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,  # 57P: admin or crash shutdown, cannot connect now
-    asyncpg.InsufficientResourcesError,  # 53: too many connections, out of memory or disk
-)
 
 
 # aiohttp's own refusals (body too large, unknown path, wrong method) get the same JSON shape.
