@@ -63,6 +63,8 @@ from tests.fakes.asterisk_agi import Channel, FakeAsterisk, hagi  # noqa: E402
 from tests.fakes.proxy import CuttableProxy  # noqa: E402
 
 from dialguard.store.dnc import add_dnc  # noqa: E402
+from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE  # noqa: E402
+from dialguard.store.setup import with_user  # noqa: E402
 
 OPEN_ALL_DAY = """
 [pack]
@@ -198,10 +200,20 @@ def gateway_env(tmp: Path, name: str, *, dsn: str | None, seal_key: str) -> dict
         "DIALGUARD_GATE_SEAL_KEY": seal_key,  # gateways sharing a database share the key
         "DIALGUARD_LOG_FORMAT": "json",
     }
-    for stale in ("DIALGUARD_DATABASE_DSN", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-        env.pop(stale, None)
+    stale = (
+        "DIALGUARD_DATABASE_DSN",
+        "DIALGUARD_DATABASE_OWNER_DSN",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    )
+    for key in stale:
+        env.pop(key, None)
     if dsn is not None:
-        env["DIALGUARD_DATABASE_DSN"] = dsn
+        # As deployed: the gateway's own role, the server's superuser the schema's owner (scratch.py
+        # makes the role); the embedded server separates them by itself.
+        env["DIALGUARD_DATABASE_DSN"] = with_user(dsn, EMBEDDED_GATEWAY_ROLE)
+        env["DIALGUARD_DATABASE_OWNER_DSN"] = dsn
     return env
 
 

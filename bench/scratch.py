@@ -15,6 +15,7 @@ import asyncpg
 
 from dialguard.store.db import start_embedded
 from dialguard.store.migrate import migrate
+from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, ensure_login_role
 
 
 @asynccontextmanager
@@ -32,6 +33,7 @@ async def scratch_database() -> AsyncIterator[tuple[str, Path]]:
         conn = await asyncpg.connect(dsn)
         try:
             await migrate(conn)
+            await ensure_login_role(conn, EMBEDDED_GATEWAY_ROLE)  # for a gateway started as deployed
         finally:
             await conn.close()
         yield dsn, Path(tmp.name)
