@@ -129,3 +129,16 @@ def test_agi_backlog_defaults_high_and_is_configurable() -> None:
     assert load_settings(env={"DIALGUARD_AGI_BACKLOG": "4096"}).agi.backlog == 4096
     with pytest.raises(ConfigError, match=r"agi\.backlog"):
         load_settings(env={"DIALGUARD_AGI_BACKLOG": "0"})
+
+
+def test_reuse_port_is_off_by_default_and_needs_a_server_of_its_own() -> None:
+    assert not load_settings(env={}).agi.reuse_port and not load_settings(env={}).http.reuse_port
+    dsn = {"DIALGUARD_DATABASE_DSN": "postgresql://dialguard@db/dialguard"}
+    s = load_settings(env={**dsn, "DIALGUARD_AGI_REUSE_PORT": "yes", "DIALGUARD_HTTP_REUSE_PORT": "true"})
+    assert s.agi.reuse_port and s.http.reuse_port
+    with pytest.raises(ConfigError, match=r"agi\.reuse_port: bad value 'sometimes'"):
+        load_settings(env={**dsn, "DIALGUARD_AGI_REUSE_PORT": "sometimes"})
+    # The embedded PostgreSQL stops with the process that started it: refused, for either listener.
+    for key in ("DIALGUARD_AGI_REUSE_PORT", "DIALGUARD_HTTP_REUSE_PORT"):
+        with pytest.raises(ConfigError, match=r"database\.dsn"):
+            load_settings(env={key: "1"})
