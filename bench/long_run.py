@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
 import asyncpg  # noqa: E402
-from procs import backend_pids, cpu_seconds, free_port, rss_bytes, start_serve, stop  # noqa: E402
+from procs import backend_pids, cpu_of, cpu_seconds, free_port, rss_bytes, spent, start_serve, stop  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
 
@@ -124,11 +124,10 @@ async def measure(args: argparse.Namespace, port: int, pid: int, watch: asyncpg.
     rates: list[float] = []
     while done < args.checks:
         n = min(args.block, args.checks - done)
-        backends = await backend_pids(watch)
-        cpu = cpu_seconds(pid), sum(map(cpu_seconds, backends))
+        gate_before, pg_before = cpu_seconds(pid), cpu_of(await backend_pids(watch))
         figures = await block(port, n, args.concurrency)
-        gate_cpu = (cpu_seconds(pid) - cpu[0]) / n
-        pg_cpu = (sum(map(cpu_seconds, backends)) - cpu[1]) / n
+        gate_cpu = (cpu_seconds(pid) - gate_before) / n
+        pg_cpu = spent(pg_before, cpu_of(await backend_pids(watch))) / n
         done += n
         latencies: list[float] = figures["latencies"]  # type: ignore[assignment]
         wall: float = figures["wall"]  # type: ignore[assignment]

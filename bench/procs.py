@@ -32,6 +32,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
 
 
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    return {pid: cpu_seconds(pid) for pid in pids}
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings, of the processes alive at the second: a backend that closed in
+    between (an idle pool connection past its lifetime) is left out rather than counted negative, one
+    that opened is counted whole."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items() if cpu)
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

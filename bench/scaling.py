@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
 import asyncpg  # noqa: E402
 from gate_latency import LOAD_CPU, load, percentile, seed, spawn  # noqa: E402
-from procs import backend_pids, cpu_seconds, free_port, start_serve, stop  # noqa: E402
+from procs import backend_pids, cpu_of, cpu_seconds, free_port, spent, start_serve, stop  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
 
@@ -104,11 +104,10 @@ async def measure(args: argparse.Namespace, servers: dict[str, Server], watch: a
         for round_ in range(args.rounds):
             for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
                 server = servers[name]
-                backends = await backend_pids(watch)
-                before = sum(map(cpu_seconds, server.pids)), sum(map(cpu_seconds, backends))
+                before = sum(map(cpu_seconds, server.pids)), cpu_of(await backend_pids(watch))
                 lat, wall = await load(server.port, args.sessions // args.rounds, n, "bench")
                 server_cpu[name] += sum(map(cpu_seconds, server.pids)) - before[0]
-                db_cpu[name] += sum(map(cpu_seconds, backends)) - before[1]
+                db_cpu[name] += spent(before[1], cpu_of(await backend_pids(watch)))
                 latencies[name] += lat
                 round_p99s[name].append(percentile(lat, 99))
                 walls[name] += wall
