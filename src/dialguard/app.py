@@ -26,6 +26,7 @@ from dialguard.gate import Gate
 from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import DecisionJournal, OptOutJournal
+from dialguard.listening import cannot_listen
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
 from dialguard.originate import OriginateSettings, Originator
@@ -269,6 +270,7 @@ async def _run(
         backlog=settings.agi.backlog,
         max_sessions=settings.agi.max_sessions,
         route_lifetimes={"check": settings.agi.check_lifetime},
+        reuse_port=settings.agi.reuse_port,
     )
     tasks = Supervisor(expected=(StoreUnavailable,))  # a database outage is no surprise
     pacer = Pacer(clock)
@@ -302,9 +304,16 @@ async def _run(
     try:
         if watchdog is not None:
             watchdog.start()
-        await agi.start()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+        a, h = settings.agi, settings.http
+        try:
+            await agi.start()
+        except OSError as exc:
+            raise cannot_listen("agi", a.host, a.port, a.reuse_port, exc) from exc
+        site = web.TCPSite(runner, h.host, h.port, reuse_port=h.reuse_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise cannot_listen("http", h.host, h.port, h.reuse_port, exc) from exc
         serving = (
             f"FastAGI on {settings.agi.host}:{agi.port}, HTTP on {settings.http.host}:{settings.http.port}"
         )

@@ -85,12 +85,18 @@ class AgiSettings:
     max_line_bytes: int = 8192
     # Listen backlog: connections the kernel holds until accepted (capped by net.core.somaxconn).
     backlog: int = 1024
+    # SO_REUSEPORT: several `dialguard serve` processes (same user) listen on this one port and the kernel
+    # shares the connections among them, to use more cores. Every one of them must set it; needs
+    # database.dsn (README, "Several gateway processes on one port").
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # The same for HTTP; off, each process keeps an HTTP port of its own (its /metrics are its own).
+    reuse_port: bool = False
     max_body_bytes: int = 64 * 1024 * 1024
     # Seconds a looked-up API token is kept (0: looked up on every request). A revocation reaches every
     # gateway by NOTIFY at once; this bounds it should a gateway's LISTEN link die unnoticed.
@@ -422,6 +428,13 @@ def _validate(s: Settings) -> None:
         ) from None
     if any(c in f"{s.ami.originate_channel}{s.ami.originate_context}{s.ami.caller_id}" for c in "\r\n"):
         raise ConfigError("ami.originate_channel, originate_context and caller_id: one line each")
+    if (s.agi.reuse_port or s.http.reuse_port) and s.database.dsn is None:
+        # The embedded server is started by whichever process comes first and is stopped with it (a
+        # systemd instance takes its own cgroup down): every other process would lose its database.
+        raise ConfigError(
+            "agi.reuse_port and http.reuse_port: several processes on one port need a PostgreSQL server "
+            "of their own (database.dsn, DIALGUARD_DATABASE_DSN), not the embedded one"
+        )
     if s.agi.backlog < 1:
         raise ConfigError("agi.backlog: must be at least 1")
     if s.database.pool_size < 1:

@@ -144,3 +144,16 @@ def test_the_token_cache_keeps_tokens_seconds_and_zero_turns_it_off(tmp_path: Pa
 def test_a_bad_token_cache_setting_names_the_key(value: str) -> None:
     with pytest.raises(ConfigError, match=r"http\.token_cache_seconds"):
         load_settings(env={"DIALGUARD_HTTP_TOKEN_CACHE_SECONDS": value})
+
+
+def test_reuse_port_is_off_by_default_and_needs_a_server_of_its_own() -> None:
+    assert not load_settings(env={}).agi.reuse_port and not load_settings(env={}).http.reuse_port
+    dsn = {"DIALGUARD_DATABASE_DSN": "postgresql://dialguard@db/dialguard"}
+    s = load_settings(env={**dsn, "DIALGUARD_AGI_REUSE_PORT": "yes", "DIALGUARD_HTTP_REUSE_PORT": "true"})
+    assert s.agi.reuse_port and s.http.reuse_port
+    with pytest.raises(ConfigError, match=r"agi\.reuse_port: bad value 'sometimes'"):
+        load_settings(env={**dsn, "DIALGUARD_AGI_REUSE_PORT": "sometimes"})
+    # The embedded PostgreSQL stops with the process that started it: refused, for either listener.
+    for key in ("DIALGUARD_AGI_REUSE_PORT", "DIALGUARD_HTTP_REUSE_PORT"):
+        with pytest.raises(ConfigError, match=r"database\.dsn"):
+            load_settings(env={key: "1"})

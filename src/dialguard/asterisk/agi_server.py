@@ -233,6 +233,7 @@ class AgiServer:
         backlog: int = 1024,
         max_sessions: int = 0,
         route_lifetimes: Mapping[str, float] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.routes = dict(routes)
         self.host = host
@@ -251,6 +252,8 @@ class AgiServer:
         self.max_sessions = max_sessions or default_max_sessions()
         # How long a session of a route may live: a check needs seconds, a notice with prompts minutes.
         self.route_lifetimes = dict(route_lifetimes or {})
+        # Several processes on one port (SO_REUSEPORT): the kernel spreads the connections among them.
+        self.reuse_port = reuse_port
         self.stats: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -273,7 +276,12 @@ class AgiServer:
                 self.backlog,
             )
         self._server = await asyncio.start_server(
-            self._accept, self.host, self._port, limit=self.max_line_bytes, backlog=self.backlog
+            self._accept,
+            self.host,
+            self._port,
+            limit=self.max_line_bytes,
+            backlog=self.backlog,
+            reuse_port=self.reuse_port,
         )
 
     async def close(self) -> None:
