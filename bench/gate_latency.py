@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
+from procs import percentile, run_generator  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
 
@@ -190,16 +191,11 @@ async def load(
     port: int, sessions: int, concurrency: int, campaign: str = "bench"
 ) -> tuple[list[float], float]:
     """Run the load generator's process against ``port``; (latencies, wall seconds)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--generate", str(port), str(sessions), str(concurrency), campaign,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the load generator failed ({proc.returncode})")
-    figures = json.loads(out)
-    LOAD_CPU.append(figures["cpu"] / figures["wall"])
-    return figures["latencies"], figures["wall"]
+    latencies, wall, share = await run_generator(
+        __file__, str(port), str(sessions), str(concurrency), campaign
+    )
+    LOAD_CPU.append(share)
+    return latencies, wall
 
 
 class Figures(NamedTuple):
@@ -213,11 +209,6 @@ def compare(figures: dict[str, Figures], ours: str, control: str) -> str:
     a, b = figures[ours], figures[control]
     rounds = a.p99_round / b.p99_round
     return f"p99 {a.p99 / b.p99:.2f}x (median round {rounds:.2f}x), rate {a.rate / b.rate:.2f}x"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 async def seed(dsn: str, purpose: str) -> None:

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import inspect
 import json
-import os
 import random
 import signal
 import statistics
@@ -42,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
+from procs import cpu_seconds, percentile, run_generator  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
 from dialguard.store.db import create_pool  # noqa: E402
@@ -159,16 +159,9 @@ LOAD_CPU: list[float] = []  # the load generator's CPU share (of one core) in ea
 
 async def load(port: int, requests: int, concurrency: int, token: str) -> tuple[list[float], float]:
     """Run the load generator's process against ``port``; (latencies, wall seconds)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--generate", str(port), str(requests), str(concurrency), token,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the load generator failed ({proc.returncode})")
-    figures = json.loads(out)
-    LOAD_CPU.append(figures["cpu"] / figures["wall"])
-    return figures["latencies"], figures["wall"]
+    latencies, wall, share = await run_generator(__file__, str(port), str(requests), str(concurrency), token)
+    LOAD_CPU.append(share)
+    return latencies, wall
 
 
 class Figures(NamedTuple):
@@ -176,17 +169,6 @@ class Figures(NamedTuple):
     p99: float
     rate: float
     cpu: float  # the server process's CPU seconds per request (what a saved round trip saves there)
-
-
-def cpu_of(pid: int) -> float:
-    """A process's CPU seconds so far (user + system), from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 async def seed(dsn: str) -> str:
@@ -257,9 +239,9 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             order = list(servers)
             for round_ in range(args.rounds):
                 for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
-                    cpu = cpu_of(pids[name])
+                    cpu = cpu_seconds(pids[name])
                     lat, wall = await load(servers[name], args.requests // args.rounds, n, token)
-                    cpus[name] += cpu_of(pids[name]) - cpu
+                    cpus[name] += cpu_seconds(pids[name]) - cpu
                     latencies[name] += lat
                     walls[name] += wall
             figures = {

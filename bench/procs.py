@@ -3,6 +3,8 @@ costs (CPU seconds, resident memory) read from /proc, for the gateways and Postg
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -92,3 +94,22 @@ def stop(procs: list[subprocess.Popen[Any]]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def run_generator(script: str, *args: str) -> tuple[list[float], float, float]:
+    """``script --generate ARGS`` in a process of its own, so the load's CPU is not the measured
+    server's: (latencies, wall seconds, the generator's CPU share of one core), from the JSON it prints
+    (``latencies``, ``wall``, ``cpu``)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, script, "--generate", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({proc.returncode})")
+    figures = json.loads(out)
+    return figures["latencies"], figures["wall"], figures["cpu"] / figures["wall"]
