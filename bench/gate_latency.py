@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
-from procs import percentile, run_generator  # noqa: E402
+from procs import percentile, run_generator, server_process  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
 
@@ -259,16 +259,7 @@ def spawn(
     kind: str, dsn: str, rules: str, roaming: str = "off", backlog: int = 1024, without: str = ""
 ) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--rules", rules, "--hlr", roaming]
-    proc = subprocess.Popen(
-        [*command, "--backlog", str(backlog), "--without-lever", without],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise SystemExit(f"the {kind} server did not start")
-    return proc, int(line)
+    return server_process(kind, [*command, "--backlog", str(backlog), "--without-lever", without])
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
-from procs import cpu_seconds, percentile, run_generator  # noqa: E402
+from procs import cpu_seconds, percentile, run_generator, server_process  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
 from dialguard.store.db import create_pool  # noqa: E402
@@ -199,12 +199,7 @@ async def _seed(conn: Any) -> str:
 
 def spawn(kind: str, dsn: str, token_cache_seconds: float = 5.0) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, __file__, "--serve", kind, "--dsn", dsn, "--cache", str(token_cache_seconds)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise SystemExit(f"the {kind} server did not start")
-    return proc, int(line)
+    return server_process(kind, command)
 
 
 async def run(args: argparse.Namespace) -> None:

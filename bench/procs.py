@@ -113,3 +113,13 @@ async def run_generator(script: str, *args: str) -> tuple[list[float], float, fl
         raise RuntimeError(f"the load generator failed ({proc.returncode})")
     figures = json.loads(out)
     return figures["latencies"], figures["wall"], figures["cpu"] / figures["wall"]
+
+
+def server_process(kind: str, command: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """Start a bench server that prints its port on its first line once it listens: (process, port)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the {kind} server did not start")
+    return proc, int(line)
