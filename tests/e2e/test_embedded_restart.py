@@ -27,7 +27,15 @@ NUMBER = "+48601234567"
 
 
 async def reasons(asterisk: FakeAsterisk) -> str:
-    return (await asterisk.agi("check", NUMBER, within=30)).variables["DIALGUARD_REASONS"]
+    run = await asterisk.agi("check", NUMBER, within=30)
+    assert "DIALGUARD_REASONS" in run.variables, f"a check without a verdict: {run.replies[-3:]}"
+    return run.variables["DIALGUARD_REASONS"]
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.wait(), 60)
 
 
 @pytest.mark.slow
@@ -76,9 +84,13 @@ async def test_a_killed_embedded_postgres_is_started_again_and_its_outage_stored
             finally:
                 await conn.close()
             assert stored == blocked > 0
+        except BaseException as exc:
+            await stop(proc)
+            # What the gateway said explains a failure here: it runs in a process of its own.
+            exc.add_note(f"gateway exit {proc.returncode}; its log's end:\n{(await said).decode()[-4000:]}")
+            raise
         finally:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 60)
+            await stop(proc)
             if (left := running_pid(pgdata)) is not None:  # the gateway stops it; a failed run may not
                 os.kill(left, signal.SIGTERM)
         records = [json.loads(line) for line in (await said).decode().splitlines() if line.startswith("{")]
