@@ -868,8 +868,8 @@ Reading the table:
   `hagi://` moves to B only for calls that find A's port closed.
 - Checks judged on facts inside a database fault are those made before it bit, after it was lifted, or
   in its last `gate.fact_timeout` seconds when the held bytes (3, 4) flowed again in time.
-- The stall limits: {limits}; the shipped ones are deploy/dialguard.service's `WatchdogSec=4s` and
-  `TimeoutAbortSec=1s`, and `gate.loop_stall_limit=3` by default.
+- Stall limits in this run: {limits}. Shipped: `WatchdogSec=4s` and `TimeoutAbortSec=1s` in
+  deploy/dialguard.service, `gate.loop_stall_limit=3` by default.
 """
 
 
