@@ -75,7 +75,7 @@ def burst_once(port: int, burst: int) -> tuple[dict[str, float], int]:
 
 async def run(args: argparse.Namespace) -> None:
     async with scratch_database() as (dsn, _):
-        await seed(dsn)
+        await seed(dsn, "informational")
         procs: list[subprocess.Popen[str]] = []
         try:
             ports = {}
