@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import resource
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+ACCEPT_BATCH = 16  # connections asyncio accepts per wake-up of the listening socket (see start)
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -275,14 +278,21 @@ class AgiServer:
                 cap,
                 self.backlog,
             )
+        # asyncio accepts as many connections per wake-up as its backlog says before handling any: with
+        # the kernel's queue full (1,024) that is 1,024 descriptors at once, past what max_sessions leaves
+        # free under a low open-file limit, and accept() fails with EMFILE. So asyncio gets a small batch,
+        # and the kernel its full queue again (listen() may be called again on a listening socket).
         self._server = await asyncio.start_server(
             self._accept,
             self.host,
             self._port,
             limit=self.max_line_bytes,
-            backlog=self.backlog,
+            backlog=ACCEPT_BATCH,
             reuse_port=self.reuse_port,
         )
+        for listening in self._server.sockets:
+            with socket.socket(fileno=os.dup(listening.fileno())) as same:  # the same socket, our own fd
+                same.listen(self.backlog)
 
     async def close(self) -> None:
         if self._server is not None:
