@@ -19,7 +19,7 @@ from dialguard.config import DatabaseSettings, Secret, Settings
 from dialguard.gate import Gate
 from dialguard.rules.loader import load_rulebook
 from dialguard.store import dnc
-from dialguard.store.db import create_pool, stop_embedded
+from dialguard.store.db import DatabaseError, create_pool, stop_embedded
 from dialguard.store.migrate import available
 from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, UnknownTable, check_role, grant_gateway
 from dialguard.store.setup import prepare_database, with_user
@@ -198,3 +198,22 @@ async def test_grants_in_force_are_left_alone_and_a_missing_one_is_put_back(pool
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("UPDATE attempts SET campaign = 'x'")
         assert await conn.fetchval("SELECT has_table_privilege('decisions', 'INSERT')")
+
+
+async def test_a_migration_the_gateways_role_may_not_apply_says_to_set_the_owners_dsn(
+    new_database: Any,
+) -> None:
+    """An upgrade run with only the gateway's DSN: refused with what to set, not a bare permission error."""
+    owner = await new_database()
+    conn = await asyncpg.connect(owner)
+    try:  # as if 0012 had not been applied yet: the gateway's role would have to make a trigger
+        await conn.execute("DROP TRIGGER api_tokens_changed ON api_tokens")
+        await conn.execute("DROP FUNCTION dialguard_tokens_changed()")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 12")
+    finally:
+        await conn.close()
+    with pytest.raises(DatabaseError, match=r"0012_token_notify failed.*database\.owner_dsn"):
+        await prepare_database(DatabaseSettings(dsn=Secret(as_gateway(owner))))
+    both = DatabaseSettings(dsn=Secret(as_gateway(owner)), owner_dsn=Secret(owner))
+    prepared = await prepare_database(both)
+    assert [m.version for m in prepared.applied] == [12]

@@ -16,7 +16,7 @@ import asyncpg
 
 from dialguard.config import DatabaseSettings
 from dialguard.store.db import DatabaseError, resolve_dsn
-from dialguard.store.migrate import MIGRATION_LOCK_ID, Migration, migrate
+from dialguard.store.migrate import MIGRATION_LOCK_ID, Migration, MigrationError, migrate
 from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, ensure_login_role, grant_gateway
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,15 @@ async def prepare_database(settings: DatabaseSettings, *, create: bool = True) -
         owner = settings.owner_dsn.value if settings.owner_dsn is not None else gateway
     conn = await _connect(owner, "database.owner_dsn" if settings.owner_dsn else "database.dsn")
     try:
-        applied = await migrate(conn)
+        try:
+            applied = await migrate(conn)
+        except MigrationError as exc:
+            if owner == gateway and isinstance(exc.__cause__, asyncpg.InsufficientPrivilegeError):
+                raise DatabaseError(
+                    f"{exc}: database.dsn's role may not change the schema (it is the gateway's own); "
+                    "set database.owner_dsn to the schema owner's DSN (README: Two database roles)"
+                ) from exc
+            raise
         if owner != gateway:
             if settings.dsn is None:
                 await ensure_login_role(conn, EMBEDDED_GATEWAY_ROLE)
