@@ -107,6 +107,10 @@ class CheckRequest:
             )
 
 
+# Told of a decision just before its insert (Gate.check's ``announce``).
+Announce = Callable[["GateDecision"], None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Call:
     """One call being decided: the request with its number parsed and its rules chosen."""
@@ -228,10 +232,15 @@ class Gate:
     def parse(self, raw: str) -> NumberFacts | InvalidNumber:
         return parse_number(raw, default_region=self.default_region, dial_prefix=self.dial_prefix)
 
-    async def check(self, request: CheckRequest) -> GateDecision:
-        """Decide one call, store the decision, and log one line for it (every entry point comes here)."""
+    async def check(self, request: CheckRequest, *, announce: Announce | None = None) -> GateDecision:
+        """Decide one call, store the decision, and log one line for it (every entry point comes here).
+
+        ``announce`` is told a decision judged on facts just before its insert, so that what is not the
+        verdict may travel while it commits (the check route's MSet). The verdict is what this returns:
+        it may differ from the one announced (an insert that failed blocks the call).
+        """
         started, epoch = time.perf_counter(), self.outage.epoch
-        result = await self._check(request)
+        result = await self._check(request, announce)
         if result.stored:
             self.outage.answered(epoch)
             if self.on_stored is not None:
@@ -256,7 +265,7 @@ class Gate:
         )  # fmt: skip
         return result
 
-    async def _check(self, request: CheckRequest) -> GateDecision:
+    async def _check(self, request: CheckRequest, announce: Announce | None) -> GateDecision:
         call = self._call(request)
         if isinstance(call, GateDecision):
             if not request.keep:
@@ -264,7 +273,7 @@ class Gate:
             return await self._store_invalid(call)
         deadline = asyncio.get_running_loop().time() + self.fact_timeout
         try:
-            return await self._decide(call, deadline)
+            return await self._decide(call, deadline, announce)
         except _NoFacts as exc:
             return self._unavailable(call, str(exc))
         except _Unsettled as unsettled:
@@ -355,7 +364,7 @@ class Gate:
             call.id, call.number, call.campaign_name, decision, rules_version, call.now, False, stored=False
         )
 
-    async def _decide(self, call: _Call, deadline: float) -> GateDecision:
+    async def _decide(self, call: _Call, deadline: float, announce: Announce | None) -> GateDecision:
         window = self._attempts(call)
         e164 = call.number.e164
         async with self._connection(deadline) as conn:
@@ -374,7 +383,7 @@ class Gate:
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
             settled, roaming = self._roaming_without_vendor(call, campaign, purpose, stored)
             if settled:  # no vendor to ask: finish on this connection
-                return await self._finish(conn, call, campaign, purpose, stored, roaming, deadline)
+                return await self._finish(conn, call, campaign, purpose, stored, roaming, deadline, announce)
         # The HLR is asked with no connection held: a slow vendor must not drain the pool.
         asked = await _within(deadline, self._roaming([call], campaign, purpose))
         async with self._connection(deadline) as conn:
@@ -392,7 +401,8 @@ class Gate:
             )
             campaign = self._campaign(call.campaign_name, stored.campaign)
             purpose = campaign.purpose if campaign else STRICTEST_PURPOSE
-            return await self._finish(conn, call, campaign, purpose, stored, asked.get(e164), deadline)
+            roaming = asked.get(e164)
+            return await self._finish(conn, call, campaign, purpose, stored, roaming, deadline, announce)
 
     @asynccontextmanager
     async def _connection(self, deadline: float) -> AsyncIterator[Connection]:
@@ -435,6 +445,7 @@ class Gate:
         stored: StoredFacts,
         roaming: RoamingFact | None,
         deadline: float,
+        announce: Announce | None = None,
     ) -> GateDecision:
         result: GateDecision | None = None
         try:
@@ -444,11 +455,13 @@ class Gate:
                 async with conn.transaction():
                     stored = await _within(deadline, self._read_locked(conn, call))
                     result = self._judge(call, campaign, stored, roaming)
+                    _announce(announce, result)
                     await self._insert(conn, result)
                 return result
             result = self._judge(call, campaign, stored, roaming)
             if not call.request.keep:
                 return dataclasses.replace(result, stored=False)
+            _announce(announce, result)
             await self._insert(conn, result)
             return result
         except DATABASE_FAILURES as exc:
@@ -626,6 +639,16 @@ def _abandon_windows(call: _Call) -> dict[str, datetime | None]:
 def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:
     """An HLR answer is needed: the rules or the campaign ask, and the number may be a mobile."""
     return call.number.possibly_mobile and roaming_required(call.rules, campaign, purpose)
+
+
+def _announce(announce: Announce | None, result: GateDecision) -> None:
+    """Tell ``announce`` of a decision about to be stored; its failure never stops the insert."""
+    if announce is None:
+        return
+    try:
+        announce(result)
+    except Exception:
+        log.exception("decision %s: announcing it failed; storing it all the same", result.call_id)
 
 
 async def _within(deadline: float, step: Awaitable[T]) -> T:

@@ -20,9 +20,11 @@ from dialguard.clock import fixed_clock
 from dialguard.gate import Gate
 from dialguard.policy.model import Purpose
 from dialguard.store import consent, dnc
+from tests.conftest import as_owner
 from tests.fakes.asterisk_agi import Channel, FakeAsterisk
 from tests.fakes.proxy import CuttableProxy
 from tests.fakes.rules import simple_rulebook
+from tests.fakes.waiting import server_reports
 
 NOON = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 16:00 in Warsaw
 PL_MOBILE = "+48601234567"
@@ -546,6 +548,56 @@ async def test_on_the_wire_one_mset_then_the_verdict_alone_after_the_decision_is
     assert run.variables["DIALGUARD_REASON"] == "dnc.internal"
 
 
+async def test_the_mset_travels_while_the_decision_commits_and_the_verdict_waits_for_it(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    """Issue 15: the six informational variables go out before the insert's answer; the verdict only
+    after it. Held deterministically: the decisions table is locked until Asterisk has the MSet."""
+    seen: list[tuple[str, str | None]] = []
+    call_id: list[uuid.UUID] = []
+    channel = Channel()
+    async with pool.acquire() as conn, as_owner(conn) as owner:
+        blocker = owner.transaction()
+        await blocker.start()
+        await owner.execute("LOCK TABLE decisions IN SHARE MODE")  # the gate's INSERT waits for it
+
+        async def observe(argv: list[str]) -> None:  # called as each command arrives, before it runs
+            if argv[0] == "EXEC":
+                call_id.append(uuid.UUID(argv[2].split(",")[0].removeprefix("DIALGUARD_CALL_ID=")))
+            stored = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", call_id[0])
+            seen.append((argv[0], stored))
+            if argv[0] == "EXEC":
+                await blocker.commit()  # only now may the insert land
+
+        channel.on_command = observe
+        server = await start_server(agi_routes(gate=gate_for(pool)))
+        run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE, "default", channel=channel)
+    assert seen == [("EXEC", None), ("SET", "BLOCK")]  # PL_MOBILE has no consent: blocked, and stored
+    assert run.variables["DIALGUARD_VERDICT"] == "BLOCK"
+
+
+async def test_an_insert_that_fails_after_the_mset_sets_the_variables_again_and_blocks(
+    pool: asyncpg.Pool, start_server: ServerFactory
+) -> None:
+    """The MSet announced the judged decision; its insert then failed: the channel hears the
+    ``gate.unavailable`` block the gate answered instead."""
+    async with as_owner(pool) as owner:
+        await owner.execute(
+            """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'disk full' USING ERRCODE = '53100'; END$$;
+               CREATE TRIGGER refuse BEFORE INSERT ON decisions FOR EACH ROW EXECUTE FUNCTION refuse()"""
+        )
+        try:
+            server = await start_server(agi_routes(gate=gate_for(pool)))
+            run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE, "default")
+        finally:
+            await owner.execute("DROP TRIGGER refuse ON decisions; DROP FUNCTION refuse()")
+    assert [argv[:2] for argv in run.commands] == [["EXEC", "MSet"], ["EXEC", "MSet"], ["SET", "VARIABLE"]]
+    assert "gate.unavailable" not in run.commands[0][2]  # the first MSet announced the judged decision
+    assert run.variables["DIALGUARD_REASON"] == "gate.unavailable"
+    assert run.variables["DIALGUARD_VERDICT"] == "BLOCK"
+
+
 async def test_a_session_cut_after_the_mset_leaves_the_verdict_empty(
     pool: asyncpg.Pool, start_server: ServerFactory
 ) -> None:
@@ -553,10 +605,11 @@ async def test_a_session_cut_after_the_mset_leaves_the_verdict_empty(
     channel = Channel(cut_after=1)
     run = await FakeAsterisk("127.0.0.1", server.port).agi("check", PL_MOBILE, "default", channel=channel)
     assert set(run.variables) == INFORMATIONAL  # the dialplan blocks on an empty verdict
+    call_id = uuid.UUID(run.variables["DIALGUARD_CALL_ID"])
     async with pool.acquire() as conn:
-        stored = await conn.fetchval(
-            "SELECT verdict FROM decisions WHERE call_id = $1", uuid.UUID(run.variables["DIALGUARD_CALL_ID"])
-        )
+        # The MSet went out while the decision committed: the insert goes on after the cut.
+        await server_reports(conn, f"SELECT EXISTS (SELECT FROM decisions WHERE call_id = '{call_id}')", 5)
+        stored = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", call_id)
     assert stored == "BLOCK"  # stored all the same: the channel just never heard it
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from dialguard.asterisk.agi_protocol import CommandExchange
 from dialguard.asterisk.agi_server import AgiSession, Handler
 from dialguard.asterisk.call_routes import AnnounceRoute, CallRoutes, ConsentRoute, OptOutRoute
-from dialguard.gate import CheckRequest, Gate
+from dialguard.gate import CheckRequest, Gate, GateDecision
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,36 @@ class CheckRoute:
         number = (args[0] if args else "").strip() or session.request.env.get("agi_extension", "")
         campaign = (args[1] if len(args) > 1 else "").strip() or None
         lead_state = (args[2] if len(args) > 2 else "").strip() or None
+        sent: CommandExchange | None = None
+        announced: dict[str, str] = {}
+
+        def announce(judged: GateDecision) -> None:
+            # The six informational variables travel to Asterisk while the decision commits.
+            nonlocal sent, announced
+            variables = _informational(judged)
+            sent = session.send_variables(variables)
+            announced = variables
+
         result = await self.gate.check(
             CheckRequest(
                 number=number, campaign=campaign, record=True, lead_subdivision=lead_state, channel="agi"
-            )
+            ),
+            announce=announce,
         )
-        variables = result.channel_variables()
-        # The verdict goes last, by a command of its own: a session cut short leaves it empty, and the
-        # dialplan blocks on empty. The six others go in one round trip.
-        verdict = variables.pop("DIALGUARD_VERDICT")
-        await session.set_variables(variables)
-        await session.set_variable("DIALGUARD_VERDICT", verdict)
+        if sent is not None:
+            await session.variables_set(sent)
+        if (variables := _informational(result)) != announced:
+            await session.set_variables(variables)  # not judged as announced (its insert failed, say)
+        # The verdict goes last, by a command of its own, once the decision is stored: a session cut
+        # short leaves it empty, and the dialplan blocks on empty.
+        await session.set_variable("DIALGUARD_VERDICT", str(result.verdict))
+
+
+def _informational(result: GateDecision) -> dict[str, str]:
+    """The channel variables but the verdict."""
+    variables = result.channel_variables()
+    del variables["DIALGUARD_VERDICT"]
+    return variables
 
 
 def agi_routes(*, gate: Gate, calls: CallRoutes | None = None) -> Mapping[str, Handler]:

@@ -106,6 +106,7 @@ class AgiSession:
         self._pending: list[str] = list(pending)  # lines that came in behind the environment block
         self._read_timeout = read_timeout
         self._peer_gone = False
+        self._unanswered = False  # a command went out and its reply was not read yet
 
     async def execute(self, command: str, *args: str, reply_within: float | None = None) -> Reply:
         """Send one command and return its final reply; raise :class:`ChannelHungUp` on 511.
@@ -113,13 +114,26 @@ class AgiSession:
         ``reply_within`` (seconds) overrides the deadline for the whole reply (interim lines included)
         for commands that wait on a person.
         """
+        return await self.reply_to(self.send(command, *args), reply_within=reply_within)
+
+    def send(self, command: str, *args: str) -> CommandExchange:
+        """Write one command now; its reply is read by :meth:`reply_to`, before any other command is
+        sent (FastAGI takes one command at a time). Apart from ``execute`` so that a route may let a
+        command travel while it awaits something else: the check route's MSet while the decision commits.
+        """
         if self.failed:
             raise PeerClosed("the session already ended with a failure line")
-        exchange = CommandExchange(command)
+        if self._unanswered:
+            raise RuntimeError("FastAGI is one command at a time: the last one's reply was not read")
+        self._writer.write(encode_command(command, args))
+        self._unanswered = True
+        return CommandExchange(command)
+
+    async def reply_to(self, exchange: CommandExchange, *, reply_within: float | None = None) -> Reply:
+        """The final reply to the command :meth:`send` wrote; raise :class:`ChannelHungUp` on 511."""
         try:
             # One deadline for the whole exchange: a peer dribbling interim lines cannot stretch it.
             async with asyncio.timeout(reply_within if reply_within is not None else self._read_timeout):
-                self._writer.write(encode_command(command, args))
                 await self._writer.drain()
                 while (reply := exchange.feed_line(await self._next_line())) is None:
                     pass
@@ -127,6 +141,7 @@ class AgiSession:
             self._peer_gone = True
             raise
         finally:
+            self._unanswered = False
             self.hung_up = self.hung_up or exchange.hung_up
         return reply
 
@@ -160,7 +175,14 @@ class AgiSession:
 
     async def set_variables(self, variables: Mapping[str, str]) -> None:
         """Set several variables in one round trip: ``EXEC MSet`` (see agi_protocol.mset_data)."""
-        reply = await self.execute("EXEC", "MSet", mset_data(variables))
+        await self.variables_set(self.send_variables(variables))
+
+    def send_variables(self, variables: Mapping[str, str]) -> CommandExchange:
+        """Send the ``EXEC MSet`` of :meth:`set_variables` now; :meth:`variables_set` reads its reply."""
+        return self.send("EXEC", "MSet", mset_data(variables))
+
+    async def variables_set(self, exchange: CommandExchange) -> None:
+        reply = await self.reply_to(exchange)
         if reply.result != "0":  # MSet answers 0; -2: no such application (pbx_findapp failed)
             raise AgiCommandError("EXEC MSet", reply)
 
