@@ -69,12 +69,12 @@ async def serve_gate(
     dsn: str, rules: str, roaming: str = "off", backlog: int = 1024, without: frozenset[str] = frozenset()
 ) -> None:
     import aiohttp
+    from clocks import inside_hours_clock
     from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
     from tests.fakes.rules import simple_rulebook
 
     from dialguard.asterisk.agi_routes import agi_routes
     from dialguard.asterisk.agi_server import AgiServer
-    from dialguard.clock import system_clock
     from dialguard.gate import Gate
     from dialguard.hlr.providers import HttpProvider
     from dialguard.hlr.service import RoamingService
@@ -115,9 +115,10 @@ async def serve_gate(
         dialguard.gate.read_facts = read_facts  # type: ignore[assignment]
     pool = await create_pool(dsn, size=10)
     rulebook = load_rulebook() if rules == "packs" else simple_rulebook()
+    clock = inside_hours_clock(load_rulebook())  # the same instant for either rule table
     service = None
     if roaming != "off":
-        # A vendor answering in 100 ms; warm: answers cached for an hour (the cache is pre-filled),
+        # A vendor answering in 100 ms; warm: answers cached for 30 days (the cache is pre-filled),
         # cold: a TTL of zero, so every check asks the vendor.
         hlr = FakeHlr(delay=0.1)
         await hlr.start()
@@ -125,9 +126,9 @@ async def serve_gate(
         provider = HttpProvider(
             session=session, url=hlr.url, mapping=MAPPING, auth_header="X-Api-Key", auth_value=API_KEY
         )
-        ttl = 3600.0 if roaming == "warm" else 0.0
-        service = RoamingService(pool=pool, provider=provider, clock=system_clock, ttl=ttl, concurrency=200)
-    gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US", roaming=service)
+        ttl = 30 * 86400.0 if roaming == "warm" else 0.0  # the clock runs up to three weeks ahead
+        service = RoamingService(pool=pool, provider=provider, clock=clock, ttl=ttl, concurrency=200)
+    gate = Gate(pool=pool, rulebook=rulebook, clock=clock, default_region="US", roaming=service)
     server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0, backlog=backlog)
     await server.start()
     print(server.port, flush=True)

@@ -57,8 +57,8 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     import dataclasses
 
     from aiohttp import web
+    from clocks import inside_hours_clock
 
-    from dialguard.clock import system_clock
     from dialguard.config import HttpSettings, Settings
     from dialguard.events import EventHub
     from dialguard.gate import Gate
@@ -68,8 +68,9 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     pool = await create_pool(dsn, size=10)
     admin_pool = await create_pool(dsn, size=4, application_name="dialguard-admin")
     rulebook = load_rulebook()
-    gate = Gate(pool=pool, rulebook=rulebook, clock=system_clock, default_region="US")
-    admin_gate = Gate(pool=admin_pool, rulebook=rulebook, clock=system_clock, default_region="US")
+    clock = inside_hours_clock(rulebook)
+    gate = Gate(pool=pool, rulebook=rulebook, clock=clock, default_region="US")
+    admin_gate = Gate(pool=admin_pool, rulebook=rulebook, clock=clock, default_region="US")
     extra: dict[str, Any] = {}
     hub_kw: dict[str, Any] = {}
     cache = None

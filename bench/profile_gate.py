@@ -23,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
+from clocks import inside_hours_clock  # noqa: E402
 from gate_latency import load, seed  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
 from dialguard.asterisk.agi_routes import agi_routes  # noqa: E402
 from dialguard.asterisk.agi_server import AgiServer  # noqa: E402
-from dialguard.clock import system_clock  # noqa: E402
 from dialguard.gate import Gate  # noqa: E402
 from dialguard.rules.loader import load_rulebook  # noqa: E402
 from dialguard.store.db import create_pool  # noqa: E402
@@ -38,7 +38,8 @@ async def profile(args: argparse.Namespace) -> None:
     async with scratch_database() as (dsn, _):
         await seed(dsn, "informational")
         pool = await create_pool(dsn, size=10)
-        gate = Gate(pool=pool, rulebook=load_rulebook(), clock=system_clock, default_region="US")
+        rulebook = load_rulebook()
+        gate = Gate(pool=pool, rulebook=rulebook, clock=inside_hours_clock(rulebook), default_region="US")
         server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
         await server.start()
         try:
