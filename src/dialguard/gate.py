@@ -121,6 +121,9 @@ class _Call:
     campaign_name: str
     rules: EffectiveRules
     now: datetime
+    # How far back the abandon rule's facts are read (policy/abandon.py); None: not at all.
+    abandon_since: datetime | None
+    repeat_since: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +306,7 @@ class Gate:
                         campaign=first.campaign_name,
                         attempts=AttemptWindow.widest(self._attempts(c) for c in valid),
                         now=first.now,
-                        abandon_windows={c.number.e164: read_windows(c.rules, c.now) for c in valid},
+                        abandon_windows={c.number.e164: (c.abandon_since, c.repeat_since) for c in valid},
                         pause=pause,
                     )
             except (StoreUnavailable, TimeoutError) as exc:
@@ -351,9 +354,10 @@ class Gate:
             # The state's rules cannot be chosen: judging without them is what a dropped state did.
             decision = Decision(Verdict.BLOCK, (check_number(number), check_lead_state(lead)))
             return GateDecision(call_id, number, campaign_name, decision, "", now, False, extra=channel)
-        request = dataclasses.replace(request, lead_subdivision=lead)  # "FL" -> "US-FL", as the packs name it
+        if lead != request.lead_subdivision:
+            request = dataclasses.replace(request, lead_subdivision=lead)  # "FL" -> "US-FL", as packs say
         rules = self.rulebook.rules_for(number, lead_subdivision=request.lead_subdivision)
-        return _Call(call_id, request, number, campaign_name, rules, now)
+        return _Call(call_id, request, number, campaign_name, rules, now, *read_windows(rules, now))
 
     def _unavailable(self, call: _Call, cause: str) -> GateDecision:
         # No facts, no call. The decision carries the cause as evidence; the log hears of it once an outage.
@@ -408,9 +412,10 @@ class Gate:
     async def _connection(self, deadline: float) -> AsyncIterator[Connection]:
         """A pooled connection acquired before ``deadline``. One that a failure or a deadline left
         mid-command is terminated, not released gracefully: its reset would wait out the command timeout."""
-        loop = asyncio.get_running_loop()
         try:
-            conn = await self.pool.acquire(timeout=max(deadline - loop.time(), 0.0))
+            # Our own deadline, not acquire(timeout=): on Python 3.11 asyncpg makes a task for that.
+            async with asyncio.timeout_at(deadline):
+                conn = await self.pool.acquire()
         except DATABASE_FAILURES as exc:
             raise _NoFacts(describe_failure(exc)) from exc
         finished = False
@@ -552,7 +557,7 @@ class Gate:
             emergencies=stored.emergencies,
             lead_subdivision=call.request.lead_subdivision,
             roaming=roaming,
-            campaign_answers=stored.campaign_answers(read_windows(call.rules, call.now)[0], call.now),
+            campaign_answers=stored.campaign_answers(call.abandon_since, call.now),
             last_abandoned=stored.last_abandoned,
         )
         decision = evaluate(facts, call.rules)
@@ -631,9 +636,7 @@ def _longest_cap(rules: EffectiveRules) -> timedelta | None:
 
 
 def _abandon_windows(call: _Call) -> dict[str, datetime | None]:
-    """How far back the abandon rule's facts are read (policy/abandon.py); None: not at all."""
-    abandon_since, repeat_since = read_windows(call.rules, call.now)
-    return {"abandon_since": abandon_since, "repeat_since": repeat_since}
+    return {"abandon_since": call.abandon_since, "repeat_since": call.repeat_since}
 
 
 def _asks_roaming(call: _Call, campaign: Campaign | None, purpose: Purpose) -> bool:

@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from dialguard.store.db import Connection
-from dialguard.store.sealing import decision_hash
+from dialguard.store.sealing import decision_hash, decision_hash_and_body
 
 INSERT_DECISION_SQL = """
 WITH d AS (
     INSERT INTO decisions (call_id, number, campaign, verdict, reason, body, rules_version,
                            decided_at, recorded, writer, row_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11)
     RETURNING call_id
 )
 INSERT INTO attempts (number, campaign, purpose, call_id, at)
@@ -92,7 +92,9 @@ async def insert_decision(
     writer: str,
 ) -> None:
     """Store a decision; an allowed, recorded one also counts as an attempt (in the same statement)."""
-    digest = decision_hash(locals())  # the keyword arguments carry every hashed field by its column name
+    # The keyword arguments carry every hashed field by its column name; the body goes as the text the
+    # hash encoded (one JSON encoding, not one for the hash and one for the jsonb codec).
+    digest, body_text = decision_hash_and_body(locals())
     await conn.execute(
         INSERT_DECISION_SQL,
         call_id,
@@ -100,7 +102,7 @@ async def insert_decision(
         campaign,
         verdict,
         reason,
-        body,
+        body_text,
         rules_version,
         decided_at,
         recorded,

@@ -185,6 +185,15 @@ def decision_hash(row: Row) -> bytes:
     return content_hash(DECISIONS.content(row))
 
 
+def decision_hash_and_body(row: Row) -> tuple[bytes, str]:
+    """:func:`decision_hash` and the body as canonical JSON text, the body encoded once for both: it
+    is the canonical row's first member, since "body" sorts first among the decision's fields."""
+    content = DECISIONS.content(row)
+    body = canonical(content.pop("body"))
+    digest = hashlib.sha256(b'{"body":' + body + b"," + canonical(content)[1:]).digest()
+    return digest, body.decode()
+
+
 def event_hash(row: Row) -> bytes:
     """The hash of one call event, from the values about to be inserted or a row read back."""
     return content_hash(CALL_EVENTS.content(row))
