@@ -6,6 +6,7 @@ own. Prints the gate process's CPU per check, and the functions with the most CP
 under them, per check.
 
     .venv/bin/python bench/profile_gate.py [--sessions 5000] [--concurrency 50] [--top 25]
+                                           [--stages]   (no profiler: the wall time of each step instead)
 
 Figures: docs/benchmarks.md ("Issue 15 — where the time goes").
 """
@@ -16,9 +17,11 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
@@ -28,13 +31,42 @@ from gate_latency import load, seed  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
 from dialguard.asterisk.agi_routes import agi_routes  # noqa: E402
-from dialguard.asterisk.agi_server import AgiServer  # noqa: E402
+from dialguard.asterisk.agi_server import AgiServer, AgiSession  # noqa: E402
 from dialguard.gate import Gate  # noqa: E402
 from dialguard.rules.loader import load_rulebook  # noqa: E402
 from dialguard.store.db import create_pool  # noqa: E402
 
+STEPS: dict[str, list[float]] = {}
+
+
+def time_steps() -> None:
+    """Wrap the steps of a check so that each records its wall time (the session from accept to close,
+    the environment block, the whole Gate.check, the fact query, the insert and its commit, each reply)."""
+    import dialguard.gate
+
+    def wrap(owner: Any, name: str, step: str) -> None:
+        inner = getattr(owner, name)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                STEPS.setdefault(step, []).append(time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+
+    wrap(AgiServer, "_serve", "session (accept to close)")
+    wrap(AgiServer, "_open", "environment block")
+    wrap(Gate, "check", "Gate.check")
+    wrap(dialguard.gate, "read_facts", "fact query")
+    wrap(Gate, "_insert", "insert + commit")
+    wrap(AgiSession, "reply_to", "a command's reply")
+
 
 async def profile(args: argparse.Namespace) -> None:
+    if args.stages:
+        time_steps()
     async with scratch_database() as (dsn, _):
         await seed(dsn, "informational")
         pool = await create_pool(dsn, size=10)
@@ -45,8 +77,10 @@ async def profile(args: argparse.Namespace) -> None:
         try:
             await load(server.port, 500, args.concurrency)  # warm: plans, pools, caches
             profiler = cProfile.Profile()
+            STEPS.clear()
             cpu = time.process_time()
-            profiler.enable()
+            if not args.stages:
+                profiler.enable()
             latencies, wall = await load(server.port, args.sessions, args.concurrency)
             profiler.disable()
             cpu = time.process_time() - cpu
@@ -56,8 +90,17 @@ async def profile(args: argparse.Namespace) -> None:
     print(
         f"{len(latencies)} checks at concurrency {args.concurrency}: {len(latencies) / wall:.0f} checks/s; "
         f"the gate process spent {cpu / len(latencies) * 1e6:.0f} µs of CPU per check "
-        f"({cpu / wall:.0%} of a core; profiled, so slower than unprofiled)"
+        f"({cpu / wall:.0%} of a core{'' if args.stages else '; profiled, so slower than unprofiled'})"
     )
+    if args.stages:
+        print("\nwall time of each step, per check (p50 / mean; a wrapped step costs a few µs more):")
+        for step, seconds in STEPS.items():
+            per = len(seconds) / len(latencies)
+            print(
+                f"  {statistics.median(seconds) * 1e6:7.0f} µs / {statistics.mean(seconds) * 1e6:7.0f} µs"
+                f"  {per:.0f}x  {step}"
+            )
+        return
     stats = pstats.Stats(profiler)
     per_check = 1e6 / len(latencies)
     for key, title in (("tottime", "own time"), ("cumtime", "with what they call")):
@@ -76,6 +119,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--stages", action="store_true", help="time each step instead of profiling")
     asyncio.run(profile(parser.parse_args()))
 
 
