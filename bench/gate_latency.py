@@ -73,6 +73,7 @@ async def serve_gate(
     from tests.fakes.hlr_server import API_KEY, MAPPING, FakeHlr
     from tests.fakes.rules import simple_rulebook
 
+    from dialguard.app import settle_memory
     from dialguard.asterisk.agi_routes import agi_routes
     from dialguard.asterisk.agi_server import AgiServer
     from dialguard.gate import Gate
@@ -130,6 +131,7 @@ async def serve_gate(
         service = RoamingService(pool=pool, provider=provider, clock=clock, ttl=ttl, concurrency=200)
     gate = Gate(pool=pool, rulebook=rulebook, clock=clock, default_region="US", roaming=service)
     server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0, backlog=backlog)
+    settle_memory()  # as `dialguard serve` does before it listens
     await server.start()
     print(server.port, flush=True)
     await asyncio.Event().wait()

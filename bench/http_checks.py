@@ -59,6 +59,7 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     from aiohttp import web
     from clocks import inside_hours_clock
 
+    from dialguard.app import settle_memory
     from dialguard.config import HttpSettings, Settings
     from dialguard.events import EventHub
     from dialguard.gate import Gate
@@ -91,6 +92,7 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     )  # fmt: skip
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    settle_memory()  # as `dialguard serve` does before it listens
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     print(runner.addresses[0][1], flush=True)

@@ -7,6 +7,7 @@ under them, per check.
 
     .venv/bin/python bench/profile_gate.py [--sessions 5000] [--concurrency 50] [--top 25]
                                            [--stages]   (no profiler: the wall time of each step instead)
+                                           [--default-gc]   (without the gateway's collector settings)
 
 Figures: docs/benchmarks.md ("Issue 15 — where the time goes").
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import pstats
 import statistics
 import sys
@@ -30,6 +32,7 @@ from clocks import inside_hours_clock  # noqa: E402
 from gate_latency import load, seed  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
+from dialguard.app import settle_memory  # noqa: E402
 from dialguard.asterisk.agi_routes import agi_routes  # noqa: E402
 from dialguard.asterisk.agi_server import AgiServer, AgiSession  # noqa: E402
 from dialguard.gate import Gate  # noqa: E402
@@ -62,6 +65,17 @@ def time_steps() -> None:
     wrap(dialguard.gate, "read_facts", "fact query")
     wrap(Gate, "_insert", "insert + commit")
     wrap(AgiSession, "reply_to", "a command's reply")
+    started: list[float] = []
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            STEPS.setdefault(f"gc: generation {info['generation']}", []).append(
+                time.perf_counter() - started[0]
+            )
+
+    gc.callbacks.append(collected)
 
 
 async def profile(args: argparse.Namespace) -> None:
@@ -73,6 +87,8 @@ async def profile(args: argparse.Namespace) -> None:
         rulebook = load_rulebook()
         gate = Gate(pool=pool, rulebook=rulebook, clock=inside_hours_clock(rulebook), default_region="US")
         server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
+        if not args.default_gc:
+            settle_memory()  # as `dialguard serve` does before it listens
         await server.start()
         try:
             await load(server.port, 500, args.concurrency)  # warm: plans, pools, caches
@@ -95,6 +111,12 @@ async def profile(args: argparse.Namespace) -> None:
     if args.stages:
         print("\nwall time of each step, per check (p50 / mean; a wrapped step costs a few µs more):")
         for step, seconds in STEPS.items():
+            if step.startswith("gc"):
+                print(
+                    f"  {sum(seconds) / len(latencies) * 1e6:7.1f} µs per check in {len(seconds)} "
+                    f"collections (longest {max(seconds) * 1e3:.1f} ms)  {step}"
+                )
+                continue
             per = len(seconds) / len(latencies)
             print(
                 f"  {statistics.median(seconds) * 1e6:7.0f} µs / {statistics.mean(seconds) * 1e6:7.0f} µs"
@@ -120,6 +142,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--stages", action="store_true", help="time each step instead of profiling")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="CPython's collector settings, not the gateway's (settle_memory)",
+    )
     asyncio.run(profile(parser.parse_args()))
 
 
