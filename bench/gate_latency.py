@@ -5,7 +5,8 @@ sessions (the one in tests/fakes, which speaks FastAGI as res_agi.c does) from a
 of its own, started for each batch; its CPU share (of one core) is printed per row.
 
 - gate:     dialguard's AgiServer + check route: parse, rules, one fact query, policy, one INSERT
-            of the decision and attempt, one EXEC MSet and the verdict's SET VARIABLE.
+            of the decision and attempt, one EXEC MSet and the verdict's SET VARIABLE; on uvloop and
+            with the collector settled, as `dialguard serve` runs.
 - gate, 1 window: the same gate judging by a one-window rule table: the rule packs' own cost.
 - baseline: a bare asyncio FastAGI server: read the environment, one indexed asyncpg lookup,
             one SET VARIABLE. What any FastAGI service must at least do.
@@ -17,7 +18,7 @@ that visit the servers in turn.
     .venv/bin/python bench/gate_latency.py [--sessions 2000] [--rounds 5] [--concurrency 1,50,200]
                                            [--rules packs|small]
                                            [--roaming]   (adds gates asking an HLR: warm cache, cold cache)
-                                           [--also-without mset,reset,facts]   (gates with a lever undone)
+                                           [--also-without mset,reset,facts,uvloop]   (a lever undone)
                                            [--purpose debt_collection] [--stale-attempts 20000]
 
 ``--stale-attempts N`` sets issue 15's trap: attempts is analyzed while empty with autovacuum off for it,
@@ -51,6 +52,7 @@ from procs import percentile, run_generator, server_process  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
 
+from dialguard.loops import loop_factory  # noqa: E402
 from dialguard.store.db import create_pool  # noqa: E402
 from dialguard.store.migrate import migrate  # noqa: E402
 
@@ -404,12 +406,15 @@ def main() -> None:
         "--also-without",
         type=lambda s: [x for x in s.split(",") if x],
         default=[],
-        help="add gates with one of issue 15's levers undone, each its own row: mset, reset, facts",
+        help="add gates with one of issue 15's levers undone, each its own row: mset, reset, facts, uvloop",
     )
     args = parser.parse_args()
     if args.serve == "gate":
         without = frozenset(x for x in args.without_lever.split(",") if x)
-        asyncio.run(serve_gate(args.dsn, args.rules, args.hlr, args.backlog, without))
+        # On serve's event loop (gate.event_loop's default), or asyncio's own with that lever undone.
+        factory = None if "uvloop" in without else loop_factory("uvloop")
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve_gate(args.dsn, args.rules, args.hlr, args.backlog, without))
     elif args.generate:
         port, sessions, concurrency, campaign = args.generate
         asyncio.run(generate(int(port), int(sessions), int(concurrency), campaign))

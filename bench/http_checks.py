@@ -44,6 +44,7 @@ import asyncpg  # noqa: E402
 from procs import cpu_seconds, percentile, run_generator, server_process  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
+from dialguard.loops import loop_factory  # noqa: E402
 from dialguard.store.db import create_pool  # noqa: E402
 
 DNC_ROWS = 100_000
@@ -284,7 +285,8 @@ def main() -> None:
         port, requests, concurrency, token = args.generate
         asyncio.run(generate(int(port), int(requests), int(concurrency), token))
     elif args.serve == "gateway":
-        asyncio.run(serve_gateway(args.dsn, args.cache))
+        with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:  # serve's loop
+            runner.run(serve_gateway(args.dsn, args.cache))
     elif args.serve == "baseline":
         asyncio.run(serve_baseline(args.dsn))
     else:

@@ -36,6 +36,7 @@ from dialguard.app import settle_memory  # noqa: E402
 from dialguard.asterisk.agi_routes import agi_routes  # noqa: E402
 from dialguard.asterisk.agi_server import AgiServer, AgiSession  # noqa: E402
 from dialguard.gate import Gate  # noqa: E402
+from dialguard.loops import loop_factory  # noqa: E402
 from dialguard.rules.loader import load_rulebook  # noqa: E402
 from dialguard.store.db import create_pool  # noqa: E402
 
@@ -147,7 +148,11 @@ def main() -> None:
         action="store_true",
         help="CPython's collector settings, not the gateway's (settle_memory)",
     )
-    asyncio.run(profile(parser.parse_args()))
+    loops = ["uvloop", "asyncio"]
+    parser.add_argument("--event-loop", choices=loops, default="uvloop", help="uvloop, as serve runs")
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
+        runner.run(profile(args))
 
 
 if __name__ == "__main__":

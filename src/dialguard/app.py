@@ -27,6 +27,7 @@ from dialguard.hlr.service import RoamingService
 from dialguard.hlr.setup import open_roaming
 from dialguard.journal import DecisionJournal, OptOutJournal
 from dialguard.listening import cannot_listen
+from dialguard.loops import loop_name
 from dialguard.metrics import Metrics
 from dialguard.optouts import OptOutKeeper
 from dialguard.originate import OriginateSettings, Originator
@@ -333,7 +334,8 @@ async def _run(
         serving = (
             f"FastAGI on {settings.agi.host}:{agi.port}, HTTP on {settings.http.host}:{settings.http.port}"
         )
-        log.info("dialguard ready: %s, rules %s", serving, gate.rulebook.version[:12])
+        loop = loop_name(asyncio.get_running_loop())
+        log.info("dialguard ready: %s, rules %s, event loop %s", serving, gate.rulebook.version[:12], loop)
         if systemd is not None:
             systemd.ready(serving)
         async with asyncio.TaskGroup() as tg:

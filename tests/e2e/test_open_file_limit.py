@@ -65,6 +65,7 @@ async def _serve_limited(env: dict[str, str]) -> tuple[asyncio.subprocess.Proces
     async with asyncio.timeout(30):
         while b"dialguard ready" not in (line := await proc.stderr.readline()):
             assert line, "the gateway exited before it was ready"
+    assert b"event loop uvloop" in line  # the loop shipped: libuv accepts differently from asyncio
     return proc, asyncio.create_task(proc.stderr.read())
 
 

@@ -23,6 +23,7 @@ from dialguard.clock import system_clock
 from dialguard.config import ConfigError, load_settings
 from dialguard.journal import JournalError
 from dialguard.logs import configure as configure_logs
+from dialguard.loops import loop_factory
 from dialguard.rules.loader import PackError
 from dialguard.store import dnc as dnc_store
 from dialguard.store.db import DatabaseError
@@ -72,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet=args.command != "serve",
     )
     try:
-        code: int = asyncio.run(args.func(settings, args, system_clock))
+        factory = loop_factory(settings.gate.event_loop) if args.command == "serve" else None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            code: int = runner.run(args.func(settings, args, system_clock))
         return code
     except (UsageError, dnc_store.NotACompanyList) as exc:
         print(f"dialguard: {exc}", file=sys.stderr)
