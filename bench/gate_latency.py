@@ -19,6 +19,7 @@ that visit the servers in turn.
                                            [--rules packs|small]
                                            [--roaming]   (adds gates asking an HLR: warm cache, cold cache)
                                            [--also-without mset,reset,facts,uvloop]   (a lever undone)
+                                           [--uvloop-baseline]   (the bare baseline on uvloop too)
                                            [--purpose debt_collection] [--stale-attempts 20000]
 
 ``--stale-attempts N`` sets issue 15's trap: attempts is analyzed while empty with autovacuum off for it,
@@ -292,6 +293,10 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             proc, port = spawn("gate", dsn, args.rules, without=lever)
             procs.append(proc)
             servers[f"gate -{lever}"] = (port, "bench")
+        if args.uvloop_baseline:
+            base_uv, base_uv_port = spawn("baseline_uvloop", dsn, args.rules)
+            procs.append(base_uv)
+            servers["baseline, uvloop"] = (base_uv_port, "bench")
         if args.roaming:
             warm, warm_port = spawn("gate", dsn, args.rules, "warm")
             cold, cold_port = spawn("gate", dsn, args.rules, "cold")
@@ -348,6 +353,9 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
                 )
             for lever in args.also_without:
                 print(f"{'':<16} {n:>4} gate vs gate -{lever}: {compare(figures, 'gate', f'gate -{lever}')}")
+            if args.uvloop_baseline:
+                against = compare(figures, "gate", "baseline, uvloop")
+                print(f"{'':<16} {n:>4} gate vs baseline, uvloop: {against}")
             rules_cost = compare(figures, "gate", "gate, 1 window")
             print(f"{'':<16} {n:>4} rules ({args.rules}) vs one window: {rules_cost}")
             if args.roaming:
@@ -396,7 +404,14 @@ def main() -> None:
         default=0,
         help="attempts of other numbers added after the warm-up, under plans made while attempts was empty",
     )
-    parser.add_argument("--serve", choices=["gate", "baseline", "baseline7"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=["gate", "baseline", "baseline7", "baseline_uvloop"], help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--uvloop-baseline",
+        action="store_true",
+        help="add the bare baseline on uvloop too: what the event loop alone buys a FastAGI server",
+    )
     parser.add_argument("--hlr", choices=["off", "warm", "cold"], default="off", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--backlog", type=int, default=1024, help=argparse.SUPPRESS)
@@ -420,6 +435,9 @@ def main() -> None:
         asyncio.run(generate(int(port), int(sessions), int(concurrency), campaign))
     elif args.serve == "baseline":
         asyncio.run(serve_baseline(args.dsn, 1))
+    elif args.serve == "baseline_uvloop":
+        with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
+            runner.run(serve_baseline(args.dsn, 1))
     elif args.serve == "baseline7":
         asyncio.run(serve_baseline(args.dsn, 7))
     else:
