@@ -157,8 +157,10 @@ CHECK_BODY = (
 def _lead_state(request: web.Request, number: str, state: str | None) -> str | None:
     """The lead state read as the gate reads it, by the number's country; 422 if it cannot be. An
     unparsable number leaves it to the gate, whose verdict on the number does not depend on it."""
+    if state is None:
+        return None  # no number to parse here: the gate parses it once
     parsed = request.app[GATE_KEY].parse(number)
-    if state is None or not isinstance(parsed, NumberFacts):
+    if not isinstance(parsed, NumberFacts):
         return state
     lead = parse_lead_state(state, parsed)
     if isinstance(lead, InvalidLeadState):
