@@ -159,9 +159,9 @@ def settle_memory() -> None:
     What is loaded by now (modules, rule packs, holiday calendars: some 65k objects) lives as long as the
     process. Out of the collector's sight (``gc.freeze``), a full collection takes ~1 ms rather than the
     12-27 ms that every check in flight would wait (a lead-list scrub's garbage brings one every few
-    seconds). A check leaves some 30 container objects behind, most dying young: with a young collection
-    per 700 of them the collector spent 28 µs a check at N = 200 (a gen-0 pass every 22 checks); per
-    10,000, 6 µs (bench/profile_gate.py, docs/benchmarks.md).
+    seconds). A check leaves some 30 container objects behind, most dying young: on CPython's defaults
+    (a young collection per 700) the collector spent 34.5 µs a check at N = 200; frozen and per 10,000,
+    4.9 µs (bench/profile_gate.py --stages, docs/benchmarks.md).
     """
     gc.collect()
     gc.freeze()

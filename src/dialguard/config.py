@@ -138,8 +138,8 @@ class GateSettings:
     # Seconds the event loop may go without running before the gateway ends itself (exit 70), so that
     # Asterisk's AGI() fails at once rather than waiting on a stalled gateway; 0 turns the watchdog off.
     loop_stall_limit: float = 3.0
-    # The event loop `serve` runs on: uvloop (libuv; a check's tail at N = 200 about 1.5x a bare FastAGI
-    # lookup's, against 2.7x on asyncio's own, docs/benchmarks.md), or asyncio's own loop.
+    # The event loop `serve` runs on: uvloop (libuv; a check's p99 at N = 200 was 1.4-2.0x a bare FastAGI
+    # lookup's, against 2.4-3.5x on asyncio's own, docs/benchmarks.md), or asyncio's own loop.
     event_loop: str = "uvloop"
     # The seal key signs every checkpoint (HMAC), outside the database's reach: hex, 32 bytes or more
     # (openssl rand -hex 32). Unset: the key in seal_key_file, made (mode 0600) by serve's first start.
