@@ -34,9 +34,10 @@ test-now: $(VENV)/.installed
 
 # The whole suite again with the clock two years ahead (Debian's faketime moves this process, the CLI
 # subprocesses and the embedded PostgreSQL alike): no test and no code path may lean on today's date.
+# This run's tests run on uvloop, the loop `serve` ships with; test-now's on asyncio's own.
 test-future: $(VENV)/.installed
 	@command -v faketime >/dev/null || { echo "make test-future needs Debian's faketime: apt-get install faketime" >&2; exit 2; }
-	faketime -f +2y $(BIN)/pytest -q -p no:cacheprovider -m "not faketime_unsafe"
+	DIALGUARD_TEST_LOOP=uvloop faketime -f +2y $(BIN)/pytest -q -p no:cacheprovider -m "not faketime_unsafe"
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/gate_latency.py

@@ -16,11 +16,20 @@ from typing import Any
 import asyncpg
 import pytest
 
+from dialguard.loops import LoopFactory, loop_factory
 from dialguard.store.db import create_pool, init_connection, start_embedded, stop_embedded
 from dialguard.store.migrate import migrate
 from dialguard.store.roles import EMBEDDED_GATEWAY_ROLE, ensure_login_role, grant_gateway
 from dialguard.store.setup import with_user
 from tests.fakes.proxy import CuttableProxy
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, LoopFactory]:
+    """DIALGUARD_TEST_LOOP=uvloop runs every test on the loop `serve` ships with (gate.event_loop);
+    unset, on asyncio's own. CI runs the suite on both."""
+    name = os.environ.get("DIALGUARD_TEST_LOOP", "asyncio")
+    return {name: loop_factory(name) or asyncio.new_event_loop}
+
 
 TEST_DSN_ENV = "DIALGUARD_TEST_DSN"
 
