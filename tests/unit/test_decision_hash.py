@@ -27,7 +27,7 @@ BODIES = [
     {},
     {"reasons": [{"code": "dnc.internal", "passed": False, "detail": {"lists": ["internal"]}}]},
     {"zeta": 1, "alpha": [1.5, None, True], "nested": {"b": "ż", "a": 'łódź \u2028 "q" \\'}},
-    {"next_callable_at": "2026-11-24T13:00:00+00:00", "extra": {"shadow": {"codes": []}}},
+    {"next_callable_at": "2030-03-04T13:00:00+00:00", "extra": {"shadow": {"codes": []}}},
 ]
 
 
