@@ -30,14 +30,13 @@ class CheckRoute:
         campaign = (args[1] if len(args) > 1 else "").strip() or None
         lead_state = (args[2] if len(args) > 2 else "").strip() or None
         sent: CommandExchange | None = None
-        announced: dict[str, str] = {}
+        announced: GateDecision | None = None
 
         def announce(judged: GateDecision) -> None:
             # The six informational variables travel to Asterisk while the decision commits.
             nonlocal sent, announced
-            variables = _informational(judged)
-            sent = session.send_variables(variables)
-            announced = variables
+            sent = session.send_variables(_informational(judged))
+            announced = judged
 
         result = await self.gate.check(
             CheckRequest(
@@ -47,8 +46,8 @@ class CheckRoute:
         )
         if sent is not None:
             await session.variables_set(sent)
-        if (variables := _informational(result)) != announced:
-            await session.set_variables(variables)  # not judged as announced (its insert failed, say)
+        if result is not announced:  # not stored as judged (its insert failed, say): set them again
+            await session.set_variables(_informational(result))
         # The verdict goes last, by a command of its own, once the decision is stored: a session cut
         # short leaves it empty, and the dialplan blocks on empty.
         await session.set_variable("DIALGUARD_VERDICT", str(result.verdict))
