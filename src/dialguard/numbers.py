@@ -21,7 +21,8 @@ from functools import cache
 from importlib import resources
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, timezone
+from phonenumbers import PhoneMetadata, PhoneNumberType, timezone
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, _number_type_helper
 
 MAX_INPUT_CHARS = 40  # the longest E.164 number is 15 digits; anything far beyond is not a number
 ALLOWED = re.compile(r"[0-9+\-\s().\/]+")
@@ -134,11 +135,10 @@ def parse_number(
         except phonenumbers.NumberParseException as exc:
             why = _parse_error(exc)
             continue
-        # A number is valid exactly when its type is known (is_valid_number asks the same question):
-        # asking once spares the same range matching two more times (15 % of a check's CPU, issue 15).
-        kind = phonenumbers.number_type(number)
-        if kind != phonenumbers.PhoneNumberType.UNKNOWN:
-            return _facts(number, kind)
+        # A number is valid exactly when its type is known (is_valid_number asks the same question).
+        region, kind = region_and_type(number)
+        if kind != PhoneNumberType.UNKNOWN:
+            return _facts(number, region, kind)
         why = _invalid_reason(number, default_region)
     return InvalidNumber(raw, why)
 
@@ -167,8 +167,37 @@ def _invalid_reason(number: phonenumbers.PhoneNumber, default_region: str) -> st
     )
 
 
-def _facts(number: phonenumbers.PhoneNumber, kind: int) -> NumberFacts:
-    region = phonenumbers.region_code_for_number(number) or "ZZ"
+def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str, int]:
+    """``region_code_for_number`` ("ZZ" for none) and ``number_type``, found in one pass.
+
+    In a plan shared by many countries (+1, +7, +44...) both first search for the country, typing the
+    number against each one's ranges until one knows it; number_type then types it once more. Asked one
+    after the other, that is three typings of a North American number where one does (a quarter of a
+    check's CPU in the gate, issue 15). tests/unit/test_numbers.py holds this equal to the two public
+    calls for every example number phonenumbers ships.
+    """
+    code = number.country_code or 0
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(code)
+    if not regions:
+        return "ZZ", PhoneNumberType.UNKNOWN
+    national = phonenumbers.national_significant_number(number)
+    if len(regions) > 1:
+        for region in regions:
+            metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+            if metadata is None:
+                continue
+            if metadata.leading_digits is not None:
+                if re.match(metadata.leading_digits, national):
+                    return region, _number_type_helper(national, metadata)
+            elif (kind := _number_type_helper(national, metadata)) != PhoneNumberType.UNKNOWN:
+                return region, kind
+        return "ZZ", PhoneNumberType.UNKNOWN
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+    kind = PhoneNumberType.UNKNOWN if metadata is None else _number_type_helper(national, metadata)
+    return regions[0], kind
+
+
+def _facts(number: phonenumbers.PhoneNumber, region: str, kind: int) -> NumberFacts:
     if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
         found = timezone.time_zones_for_geographical_number(number)  # what time_zones_for_number does
     else:

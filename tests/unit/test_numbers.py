@@ -17,6 +17,7 @@ from dialguard.numbers import (
     NumberFacts,
     parse_number,
     parse_wildcard,
+    region_and_type,
     zones_for_subdivision,
 )
 
@@ -115,8 +116,9 @@ def _example_numbers() -> list[str]:
 
 
 def test_validity_type_and_zones_are_what_phonenumbers_says_however_few_times_we_ask() -> None:
-    """parse_number asks number_type once (issue 15) instead of is_valid_number, number_type and
-    time_zones_for_number each matching the ranges again: the answers must not change."""
+    """parse_number types a number once (issue 15) instead of is_valid_number, number_type,
+    region_code_for_number and time_zones_for_number each matching the ranges again: the answers must
+    not change."""
     examples = _example_numbers()
     assert len(examples) > 1000
     for e164 in examples:
@@ -127,3 +129,13 @@ def test_validity_type_and_zones_are_what_phonenumbers_says_however_few_times_we
             zones = tuple(z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown")
             assert facts.time_zones == zones, e164
             assert facts.region == phonenumbers.region_code_for_number(number), e164
+            assert facts.line_type == dialguard.numbers._LINE_TYPES[phonenumbers.number_type(number)], e164
+
+
+def test_region_and_type_in_one_pass_answer_as_the_two_public_calls() -> None:
+    """region_and_type replaces region_code_for_number then number_type (issue 15): the same answers for
+    every example number and its neighbours, valid or not, in plans of one country and of many."""
+    for e164 in _example_numbers():
+        number = phonenumbers.parse(e164)
+        expected = (phonenumbers.region_code_for_number(number) or "ZZ", phonenumbers.number_type(number))
+        assert region_and_type(number) == expected, e164
