@@ -10,6 +10,9 @@ of its own, started for each batch; its CPU share (of one core) is printed per r
 - gate, 1 window: the same gate judging by a one-window rule table: the rule packs' own cost.
 - baseline: a bare asyncio FastAGI server: read the environment, one indexed asyncpg lookup,
             one SET VARIABLE. What any FastAGI service must at least do.
+- baseline+commit: the same, and its answer stored as one row (a primary key, no other index) with
+            a durable commit before the SET VARIABLE: what a service must at least do that keeps a
+            record of each answer and sets it only once stored, as the gate does.
 
 Latency is measured per session, from connect to the server closing it. Figures are ratios within
 one run: these machines are shared and noisy, so each row's sessions are split into interleaved rounds
@@ -140,7 +143,7 @@ async def serve_gate(
     await asyncio.Event().wait()
 
 
-async def serve_baseline(dsn: str, variables: int) -> None:
+async def serve_baseline(dsn: str, variables: int, commit: bool = False) -> None:
     pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -150,7 +153,9 @@ async def serve_baseline(dsn: str, variables: int) -> None:
             env[key] = value
         number = env.get("agi_arg_1", "")
         async with pool.acquire() as conn:
-            hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", number)
+            hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", number) is not None
+            if commit:  # autocommit: the INSERT returns once its commit is durable
+                await conn.execute("INSERT INTO bench_answers (number, hit) VALUES ($1, $2)", number, hit)
         for i in range(variables - 1):  # the same number of round trips as the contract's variables
             writer.write(f'SET VARIABLE "DIALGUARD_V{i}" "x"\n'.encode())
             await writer.drain()
@@ -223,6 +228,9 @@ async def seed(dsn: str, purpose: str) -> None:
         await migrate(conn)
         await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', $1)", purpose)
         await conn.execute(
+            "CREATE TABLE bench_answers (id bigserial PRIMARY KEY, number text NOT NULL, hit bool NOT NULL)"
+        )
+        await conn.execute(
             "ALTER TABLE attempts SET (autovacuum_enabled = off)"
         )  # as on a server with it off
         # The same calls with an HLR look-up asked for by the campaign (roaming servers).
@@ -280,14 +288,16 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
         gate, gate_port = spawn("gate", dsn, args.rules)
         base, base_port = spawn("baseline", dsn, args.rules)
         base7, base7_port = spawn("baseline7", dsn, args.rules)
+        stored, stored_port = spawn("baseline_commit", dsn, args.rules)
         # The same gate with the one-window table, in the same run: what the rule packs cost.
         small, small_port = spawn("gate", dsn, "small")
-        procs += [gate, base, base7, small]
+        procs += [gate, base, base7, stored, small]
         servers = {
             "gate": (gate_port, "bench"),
             "gate, 1 window": (small_port, "bench"),
             "baseline": (base_port, "bench"),
             "baseline+7 SETs": (base7_port, "bench"),
+            "baseline+commit": (stored_port, "bench"),
         }
         for lever in args.also_without:
             proc, port = spawn("gate", dsn, args.rules, without=lever)
@@ -356,6 +366,11 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
             if args.uvloop_baseline:
                 against = compare(figures, "gate", "baseline, uvloop")
                 print(f"{'':<16} {n:>4} gate vs baseline, uvloop: {against}")
+            stored = figures["baseline+commit"]
+            print(
+                f"{'':<16} {n:>4} gate vs baseline+commit: p50 {figures['gate'].p50 / stored.p50:.2f}x, "
+                f"{compare(figures, 'gate', 'baseline+commit')}"
+            )
             rules_cost = compare(figures, "gate", "gate, 1 window")
             print(f"{'':<16} {n:>4} rules ({args.rules}) vs one window: {rules_cost}")
             if args.roaming:
@@ -405,7 +420,9 @@ def main() -> None:
         help="attempts of other numbers added after the warm-up, under plans made while attempts was empty",
     )
     parser.add_argument(
-        "--serve", choices=["gate", "baseline", "baseline7", "baseline_uvloop"], help=argparse.SUPPRESS
+        "--serve",
+        choices=["gate", "baseline", "baseline7", "baseline_commit", "baseline_uvloop"],
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
         "--uvloop-baseline",
@@ -440,6 +457,8 @@ def main() -> None:
             runner.run(serve_baseline(args.dsn, 1))
     elif args.serve == "baseline7":
         asyncio.run(serve_baseline(args.dsn, 7))
+    elif args.serve == "baseline_commit":
+        asyncio.run(serve_baseline(args.dsn, 1, commit=True))
     else:
         asyncio.run(run(args))
 

@@ -11,6 +11,9 @@ process of its own (aiohttp, keep-alive, ``--concurrency`` clients), started for
                      on a connection of its own from the call path's pool (as before the cache).
 - baseline:          a bare aiohttp handler: read the JSON body, one indexed asyncpg lookup, answer JSON.
                      What any HTTP check service must at least do.
+- baseline+commit:   the same, and its answer stored as one row (a primary key, no other index) with a
+                     durable commit before it answers: the least a service does that answers only once
+                     its record is stored, as the gateway does.
 
 Latency is per request; CPU/req is the server process's own CPU time (from /proc) per request, steadier
 than the rate on a shared machine. Each row's requests are split into interleaved rounds that visit the
@@ -106,7 +109,7 @@ async def serve_gateway(dsn: str, token_cache_seconds: float) -> None:
     feed.cancel()
 
 
-async def serve_baseline(dsn: str) -> None:
+async def serve_baseline(dsn: str, commit: bool = False) -> None:
     from aiohttp import web
 
     pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
@@ -114,7 +117,10 @@ async def serve_baseline(dsn: str) -> None:
     async def check(request: web.Request) -> web.Response:
         body = await request.json()
         async with pool.acquire() as conn:
-            hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", body["number"])
+            number = body["number"]
+            hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", number) is not None
+            if commit:  # autocommit: the INSERT returns once its commit is durable
+                await conn.execute("INSERT INTO bench_answers (number, hit) VALUES ($1, $2)", number, hit)
         return web.json_response({"verdict": "BLOCK" if hit else "ALLOW"})
 
     app = web.Application()
@@ -189,6 +195,9 @@ async def _seed(conn: Any) -> str:
     from dialguard.store.tokens import Role, create_token
 
     await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', 'informational')")
+    await conn.execute(
+        "CREATE TABLE bench_answers (id bigserial PRIMARY KEY, number text NOT NULL, hit bool NOT NULL)"
+    )
     listed = {f"+1{random.randrange(2012000000, 9899999999)}" for _ in range(DNC_ROWS)}
     listed |= set(NUMBERS[::10])  # one bench number in ten is on the list
     rows = [(n, "internal", "bench") for n in sorted(listed)]
@@ -218,9 +227,14 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
         gateway, gateway_port = spawn("gateway", dsn, 5.0)
         nocache, nocache_port = spawn("gateway", dsn, 0.0)
         base, base_port = spawn("baseline", dsn)
-        procs += [gateway, nocache, base]
-        servers = {"gateway": gateway_port, "gateway, no cache": nocache_port, "baseline": base_port}
+        stored, stored_port = spawn("baseline_commit", dsn)
+        procs += [gateway, nocache, base, stored]
+        servers = {
+            "gateway": gateway_port, "gateway, no cache": nocache_port, "baseline": base_port,
+            "baseline+commit": stored_port,
+        }  # fmt: skip
         pids = {"gateway": gateway.pid, "gateway, no cache": nocache.pid, "baseline": base.pid}
+        pids["baseline+commit"] = stored.pid
         for port in servers.values():  # warm up: connections, prepared statements, caches
             await load(port, 200, 20, token)
         LOAD_CPU.clear()
@@ -258,7 +272,12 @@ async def _run(args: argparse.Namespace, dsn: str) -> None:
                     f"{f.cpu * 1e6:>7.0f}us "
                     f"{f.p50 / bare.p50:>11.2f}x {f.p99 / bare.p99:>11.2f}x {f.rate / bare.rate:>12.2f}x"
                 )
-            on, off = figures["gateway"], figures["gateway, no cache"]
+            on, off, kept = figures["gateway"], figures["gateway, no cache"], figures["baseline+commit"]
+            print(
+                f"{'':<18} {n:>4} gateway vs baseline+commit: p50 {on.p50 / kept.p50:.2f}x, "
+                f"p99 {on.p99 / kept.p99:.2f}x, rate {on.rate / kept.rate:.2f}x, "
+                f"CPU/req {on.cpu / kept.cpu:.2f}x"
+            )
             print(
                 f"{'':<18} {n:>4} cache vs none: p50 {on.p50 / off.p50:.2f}x, p99 {on.p99 / off.p99:.2f}x, "
                 f"rate {on.rate / off.rate:.2f}x, server CPU per request {on.cpu / off.cpu:.2f}x"
@@ -289,6 +308,8 @@ def main() -> None:
             runner.run(serve_gateway(args.dsn, args.cache))
     elif args.serve == "baseline":
         asyncio.run(serve_baseline(args.dsn))
+    elif args.serve == "baseline_commit":
+        asyncio.run(serve_baseline(args.dsn, commit=True))
     else:
         asyncio.run(run(args))
 
