@@ -132,9 +132,15 @@ def test_validity_type_and_zones_are_what_phonenumbers_says_however_few_times_we
             assert facts.line_type == dialguard.numbers._LINE_TYPES[phonenumbers.number_type(number)], e164
 
 
-def test_region_and_type_in_one_pass_answer_as_the_two_public_calls() -> None:
+@pytest.mark.parametrize("helper", ["phonenumbers'", "none"])
+def test_region_and_type_in_one_pass_answer_as_the_two_public_calls(
+    helper: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """region_and_type replaces region_code_for_number then number_type (issue 15): the same answers for
-    every example number and its neighbours, valid or not, in plans of one country and of many."""
+    every example number and its neighbours, valid or not, in plans of one country and of many; also
+    with a phonenumbers release that no longer has the private helper it types with."""
+    if helper == "none":
+        monkeypatch.setattr(dialguard.numbers, "_number_type_helper", None)
     for e164 in _example_numbers():
         number = phonenumbers.parse(e164)
         expected = (phonenumbers.region_code_for_number(number) or "ZZ", phonenumbers.number_type(number))
