@@ -53,7 +53,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
 from procs import percentile, run_generator, server_process  # noqa: E402
-from scratch import scratch_database  # noqa: E402
+from scratch import ANSWERS_TABLE, scratch_database, store_answer  # noqa: E402
 from tests.fakes.asterisk_agi import FakeAsterisk  # noqa: E402
 
 from dialguard.loops import loop_factory  # noqa: E402
@@ -154,8 +154,8 @@ async def serve_baseline(dsn: str, variables: int, commit: bool = False) -> None
         number = env.get("agi_arg_1", "")
         async with pool.acquire() as conn:
             hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", number) is not None
-            if commit:  # autocommit: the INSERT returns once its commit is durable
-                await conn.execute("INSERT INTO bench_answers (number, hit) VALUES ($1, $2)", number, hit)
+            if commit:
+                await store_answer(conn, number, hit)
         for i in range(variables - 1):  # the same number of round trips as the contract's variables
             writer.write(f'SET VARIABLE "DIALGUARD_V{i}" "x"\n'.encode())
             await writer.drain()
@@ -227,9 +227,7 @@ async def seed(dsn: str, purpose: str) -> None:
     try:
         await migrate(conn)
         await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', $1)", purpose)
-        await conn.execute(
-            "CREATE TABLE bench_answers (id bigserial PRIMARY KEY, number text NOT NULL, hit bool NOT NULL)"
-        )
+        await conn.execute(ANSWERS_TABLE)
         await conn.execute(
             "ALTER TABLE attempts SET (autovacuum_enabled = off)"
         )  # as on a server with it off

@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import asyncpg  # noqa: E402
 from procs import cpu_seconds, percentile, run_generator, server_process  # noqa: E402
-from scratch import scratch_database  # noqa: E402
+from scratch import ANSWERS_TABLE, scratch_database, store_answer  # noqa: E402
 
 from dialguard.loops import loop_factory  # noqa: E402
 from dialguard.store.db import create_pool  # noqa: E402
@@ -119,8 +119,8 @@ async def serve_baseline(dsn: str, commit: bool = False) -> None:
         async with pool.acquire() as conn:
             number = body["number"]
             hit = await conn.fetchval("SELECT 1 FROM dnc_entries WHERE number = $1", number) is not None
-            if commit:  # autocommit: the INSERT returns once its commit is durable
-                await conn.execute("INSERT INTO bench_answers (number, hit) VALUES ($1, $2)", number, hit)
+            if commit:
+                await store_answer(conn, number, hit)
         return web.json_response({"verdict": "BLOCK" if hit else "ALLOW"})
 
     app = web.Application()
@@ -195,9 +195,7 @@ async def _seed(conn: Any) -> str:
     from dialguard.store.tokens import Role, create_token
 
     await conn.execute("INSERT INTO campaigns (name, purpose) VALUES ('bench', 'informational')")
-    await conn.execute(
-        "CREATE TABLE bench_answers (id bigserial PRIMARY KEY, number text NOT NULL, hit bool NOT NULL)"
-    )
+    await conn.execute(ANSWERS_TABLE)
     listed = {f"+1{random.randrange(2012000000, 9899999999)}" for _ in range(DNC_ROWS)}
     listed |= set(NUMBERS[::10])  # one bench number in ten is on the list
     rows = [(n, "internal", "bench") for n in sorted(listed)]

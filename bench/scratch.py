@@ -46,3 +46,14 @@ async def scratch_database() -> AsyncIterator[tuple[str, Path]]:
 def with_database(dsn: str, name: str) -> str:
     """The same server, another database; the embedded server's socket (?host=...) is kept."""
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+# The durable baselines' record (gate_latency.py, http_checks.py): one row an answer, a primary key only.
+ANSWERS_TABLE = (
+    "CREATE TABLE bench_answers (id bigserial PRIMARY KEY, number text NOT NULL, hit bool NOT NULL)"
+)
+
+
+async def store_answer(conn: asyncpg.Connection, number: str, hit: bool) -> None:
+    """Store a baseline's answer; autocommit, so this returns once the commit is durable."""
+    await conn.execute("INSERT INTO bench_answers (number, hit) VALUES ($1, $2)", number, hit)
