@@ -22,6 +22,7 @@ from dialguard.asterisk.agi_server import AgiServer
 from dialguard.asterisk.ami import AmiClient, LinkState
 from dialguard.asterisk.ami_protocol import AmiMessage
 from dialguard.clock import fixed_clock
+from dialguard.config import AgiSettings
 from dialguard.gate import Gate
 from dialguard.timeline import CallTimeline
 from tests.fakes.asterisk_agi import FakeAsterisk
@@ -37,7 +38,10 @@ async def test_a_storm_of_events_is_read_whole_while_checks_go_on(pool: asyncpg.
     clock = fixed_clock(NOW)
     timeline = CallTimeline(pool=pool, clock=clock)
     gate = Gate(pool=pool, rulebook=simple_rulebook(consent_for=()), clock=clock, default_region="PL")
-    server = AgiServer(routes=agi_routes(gate=gate), host="127.0.0.1", port=0)
+    # A check lives as long as serve lets it (agi.check_lifetime): one starved past it gets no verdict.
+    lifetime = AgiSettings().check_lifetime
+    routes = agi_routes(gate=gate)
+    server = AgiServer(routes=routes, host="127.0.0.1", port=0, route_lifetimes={"check": lifetime})
     await server.start()
     seen: dict[str, int] = {}
 
@@ -99,7 +103,8 @@ async def test_a_storm_of_events_is_read_whole_while_checks_go_on(pool: asyncpg.
     assert most_pending == 0 and timeline.status.dropped == 0 and timeline.status.pending == 0
     assert len(timeline.tracker) <= 100  # one small entry per tagged channel, not per event
     assert len(verdicts) >= 4 and set(verdicts) == {"ALLOW"}  # every check made during it completed
-    # A sanity bound only (the bench measures latency): here the fake, the client and tracemalloc's
-    # bookkeeping of every allocation share one loop with the gate.
-    assert max(latencies) < 5.0, max(latencies)
+    # Within the lifetime serve gives a check, not a guessed bound (the bench measures latency): here the
+    # fake, the client and tracemalloc's bookkeeping of every allocation share one loop with the gate,
+    # and a slow CI machine once took 5.2 s.
+    assert max(latencies) < lifetime, max(latencies)
     assert peak - before < 16 * 2**20, (peak - before) / 2**20  # 30,000 events are ~20 MB on the wire
