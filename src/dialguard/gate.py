@@ -453,6 +453,9 @@ class Gate:
         announce: Announce | None = None,
     ) -> GateDecision:
         result: GateDecision | None = None
+        # Read now: asyncpg hands a connection whose link dies back to its pool at once, and its
+        # proxy then answers nothing, the backend's pid included, which _settle needs to end it.
+        backend_pid = conn.get_server_pid()
         try:
             if call.request.record and caps_apply(call.rules, purpose, call.now):
                 # A cap counts this call: decide under the number's lock, on facts read after taking it,
@@ -472,7 +475,7 @@ class Gate:
         except DATABASE_FAILURES as exc:
             if result is None:  # failed before a decision existed (the lock's rollback, say)
                 raise _NoFacts(describe_failure(exc)) from exc
-            raise _Unsettled(result, conn.get_server_pid()) from exc
+            raise _Unsettled(result, backend_pid) from exc
 
     async def _read_locked(self, conn: Connection, call: _Call) -> StoredFacts:
         e164 = call.number.e164

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import pytest
 
 from dialguard.clock import fixed_clock
-from dialguard.gate import CheckRequest, Gate
+from dialguard.gate import CheckRequest, Gate, GateDecision
 from dialguard.policy.model import Purpose, Verdict
 from dialguard.store import campaigns, consent, dnc, sealing
 from dialguard.store.db import create_pool
@@ -171,13 +172,17 @@ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
 CREATE TRIGGER slow_decision_insert BEFORE INSERT ON decisions
     FOR EACH ROW EXECUTE FUNCTION slow_decision_insert();
 """
+INSERTING = "FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%INSERT INTO decisions%'"
+
+# Done to the link or the server while a recorded check's insert sleeps in its trigger.
+Fault = Callable[[CuttableProxy, asyncpg.Connection], Awaitable[object]]
 
 
-async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_lost(
-    pool: asyncpg.Pool, db_dsn: str
-) -> None:
-    """Issue 10, item 9: the insert commits, its answer never arrives; the channel must not hear BLOCK
-    while the database keeps ALLOW and a counted attempt."""
+async def fault_mid_insert(
+    pool: asyncpg.Pool, db_dsn: str, fault: Fault
+) -> tuple[GateDecision, str | None, int]:
+    """A recorded check through a proxy, ``fault`` done while its insert runs: what the gate answered,
+    then the verdict and the attempts stored for that call."""
     proxy = CuttableProxy.for_dsn(db_dsn)
     await proxy.start()
     through = await create_pool(proxy.dsn_through(as_gateway(db_dsn)), size=1, command_timeout=1)
@@ -187,12 +192,8 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
     try:
         check = asyncio.create_task(gate.check(CheckRequest(PL_MOBILE, record=True)))
         async with pool.acquire() as conn:
-            await server_reports(
-                conn,
-                "SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-                "AND query LIKE '%INSERT INTO decisions%' AND pid <> pg_backend_pid()",
-            )
-        proxy.hold_replies()  # the insert goes on and commits; its answer is lost on the way back
+            await server_reports(conn, f"SELECT count(*) > 0 {INSERTING}")
+            await fault(proxy, conn)
         heard = await check
     finally:
         async with as_owner(pool) as conn:
@@ -204,8 +205,45 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
     async with pool.acquire() as conn:
         stored = await conn.fetchval("SELECT verdict FROM decisions WHERE call_id = $1", heard.call_id)
         attempts = await conn.fetchval("SELECT count(*) FROM attempts WHERE call_id = $1", heard.call_id)
+    return heard, stored, attempts
+
+
+async def hold_replies(proxy: CuttableProxy, _: asyncpg.Connection) -> None:
+    proxy.hold_replies()  # the insert goes on and commits; its answer is lost on the way back
+
+
+async def cut_link(proxy: CuttableProxy, _: asyncpg.Connection) -> None:
+    proxy.cut()  # the link dies under the insert, as when the server is killed
+    proxy.restore()  # the gate's read-back goes through a new link
+
+
+async def end_backend(_: CuttableProxy, conn: asyncpg.Connection) -> None:
+    await conn.execute(f"SELECT pg_terminate_backend(pid) {INSERTING}")  # the server ends it: rolled back
+
+
+async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_lost(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    """Issue 10, item 9: the insert commits, its answer never arrives; the channel must not hear BLOCK
+    while the database keeps ALLOW and a counted attempt."""
+    heard, stored, attempts = await fault_mid_insert(pool, db_dsn, hold_replies)
     assert (str(heard.verdict), stored, attempts) == ("ALLOW", "ALLOW", 1), heard.decision
     assert heard.stored
+
+
+@pytest.mark.parametrize("fault", [cut_link, end_backend])
+async def test_a_link_lost_during_the_insert_gives_the_verdict_stored_not_a_traceback(
+    pool: asyncpg.Pool, db_dsn: str, fault: Fault
+) -> None:
+    """CI, 2026-11-27: a killed PostgreSQL took the link down mid-insert. asyncpg hands a lost connection
+    back to its pool at once, so the gate's read of the backend's pid then raised, and the check route
+    ended in a traceback instead of a verdict. Now the channel hears what the database holds."""
+    heard, stored, attempts = await fault_mid_insert(pool, db_dsn, fault)
+    # Either way the insert is still in its trigger when the gate ends that backend: it rolls back, and
+    # the call is blocked (a serving gate journals the decision) with nothing counted.
+    assert (str(heard.verdict), stored, attempts) == ("BLOCK", None, 0), heard.decision
+    assert heard.decision.codes == ("gate.unavailable",)
+    assert "decision not stored" in heard.decision.reasons[0].detail["cause"]
 
 
 @pytest.mark.parametrize("batch", [2, 10_000])  # 2: the sealer's stream crosses fetch batches
