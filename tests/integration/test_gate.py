@@ -235,7 +235,7 @@ async def test_the_channel_hears_the_verdict_stored_when_the_inserts_answer_is_l
 async def test_a_link_lost_during_the_insert_gives_the_verdict_stored_not_a_traceback(
     pool: asyncpg.Pool, db_dsn: str, fault: Fault
 ) -> None:
-    """CI, 2026-11-27: a killed PostgreSQL took the link down mid-insert. asyncpg hands a lost connection
+    """Seen on CI: a killed PostgreSQL took the link down mid-insert. asyncpg hands a lost connection
     back to its pool at once, so the gate's read of the backend's pid then raised, and the check route
     ended in a traceback instead of a verdict. Now the channel hears what the database holds."""
     heard, stored, attempts = await fault_mid_insert(pool, db_dsn, fault)
